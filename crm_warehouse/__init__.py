@@ -1,0 +1,1 @@
+"""crm-warehouse: forms, call centre and sales into one trusted customer view."""

@@ -1,0 +1,132 @@
+"""The sales system (any SQLAlchemy URL): pulled incrementally by `updated_at`, upserted by id.
+
+Each table is read from its watermark (the latest `updated_at` seen) onwards, in chunks, with
+every column cast to text by the source database so DuckDB validates one uniform shape. Versions
+already loaded or quarantined are dropped before counting, so a pull that finds nothing new
+changes nothing; `>=` rather than `>` keeps rows that committed late with the watermark's time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import duckdb
+import pandas as pd
+import sqlalchemy as sa
+
+from crm_warehouse.ingest.batches import SourceCounts, batch
+from crm_warehouse.ingest.contracts import SALES_CONTRACTS, SourceContract
+from crm_warehouse.ingest.rows import PARSED, create_parsed_table, write_parsed
+from crm_warehouse.ingest.validation import (
+    key_expression,
+    literal,
+    quote_identifier,
+    typed_expression,
+)
+
+# Referenced tables first: orders check their customer, lines their order.
+PULL_ORDER = ("customers", "products", "orders", "order_lines")
+
+
+class SalesSchemaError(ValueError):
+    """The sales system's table lacks a column the contract needs."""
+
+
+def pull_sales(
+    conn: duckdb.DuckDBPyConnection,
+    sales_url: str,
+    tables: dict[str, str],
+    timezone: str,
+    chunk_rows: int = 200_000,
+    now: datetime | None = None,
+) -> dict[str, SourceCounts]:
+    """Pull every sales table's new versions in one all-or-nothing batch."""
+    zone = ZoneInfo(timezone)
+    now = now or datetime.now(zone)
+    local_now = now.astimezone(zone).replace(tzinfo=None)
+    loaded_at = now.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
+    engine = sa.create_engine(sales_url)
+    try:
+        with batch(conn) as current, engine.connect() as source:
+            for logical in PULL_ORDER:
+                contract = SALES_CONTRACTS[logical]
+                table = _reflect(source, tables[logical], contract)
+                watermark = _watermark(conn, contract.source)
+                query = _select_since(table, contract, watermark)
+                counts = current.source(contract.source)
+                newest = watermark
+                for chunk in pd.read_sql(query, source, chunksize=chunk_rows):
+                    create_parsed_table(conn, contract)
+                    chunk = chunk.astype("string")
+                    chunk.insert(0, "_payload", pd.Series([None] * len(chunk), dtype="string"))
+                    chunk.insert(0, "_position", chunk["id"].astype("Int64"))
+                    chunk.insert(0, "_file", f"{tables[logical]}")
+                    conn.register("_chunk", chunk)
+                    conn.execute(f"insert into {PARSED} by name select * from _chunk")
+                    conn.unregister("_chunk")
+                    _drop_versions_already_seen(conn, contract, timezone)
+                    write_parsed(conn, current, contract, timezone, local_now, loaded_at)
+                    chunk_newest = chunk["updated_at"].dropna().max()
+                    if pd.notna(chunk_newest) and (newest is None or chunk_newest > newest):
+                        newest = str(chunk_newest)
+                if newest is not None and newest != watermark:
+                    conn.execute(
+                        "insert or replace into meta.watermarks values (?, ?, ?, ?)",
+                        [contract.source, newest, current.batch_id, loaded_at],
+                    )
+                if counts.rows_in:
+                    counts.files.append(tables[logical])
+    finally:
+        engine.dispose()
+    return {
+        SALES_CONTRACTS[t].source: current.source(SALES_CONTRACTS[t].source) for t in PULL_ORDER
+    }
+
+
+def _reflect(source: sa.Connection, name: str, contract: SourceContract) -> sa.Table:
+    schema, _, table_name = name.rpartition(".")
+    table = sa.Table(table_name, sa.MetaData(), schema=schema or None, autoload_with=source)
+    missing = [c.name for c in contract.columns if c.name not in table.c]
+    if missing:
+        raise SalesSchemaError(
+            f"sales table {name!r} lacks column(s) {', '.join(missing)} "
+            f"required by the {contract.source} contract"
+        )
+    return table
+
+
+def _select_since(table: sa.Table, contract: SourceContract, watermark: str | None) -> sa.Select:
+    columns = [sa.cast(table.c[c.name], sa.String).label(c.name) for c in contract.columns]
+    query = sa.select(*columns)
+    if watermark is not None:
+        query = query.where(table.c.updated_at >= watermark)
+    return query.order_by(table.c.updated_at, table.c.id)
+
+
+def _watermark(conn: duckdb.DuckDBPyConnection, source: str) -> str | None:
+    rows = conn.execute(
+        "select watermark from meta.watermarks where source = ?", [source]
+    ).fetchall()
+    return str(rows[0][0]) if rows else None
+
+
+def _drop_versions_already_seen(
+    conn: duckdb.DuckDBPyConnection, contract: SourceContract, timezone: str
+) -> None:
+    """Rows re-read at the watermark that were already loaded or quarantined are not new."""
+    typed = {c.name: typed_expression(c, timezone, PARSED) for c in contract.columns}
+    version = contract.version_column or "updated_at"
+    match = " and ".join(
+        f"loaded.{quote_identifier(c)} = {typed[c]}" for c in (*contract.upsert_key, version)
+    )
+    conn.execute(f"""
+        delete from {PARSED}
+        where exists (select 1 from raw.{contract.table} as loaded where {match})
+           or exists (
+                select 1 from quarantine.rejected_rows as seen
+                where seen.source = {literal(contract.source)}
+                  and seen.record_key = {key_expression(contract, PARSED)}
+                  and seen.record_version = {PARSED}.{quote_identifier(version)}
+           )
+    """)

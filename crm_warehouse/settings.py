@@ -1,0 +1,137 @@
+"""Where everything lives: one `Settings` built from the environment and `CRM_HOME/crm.toml`.
+
+Precedence, highest first: environment variables (`CRM_*`), the optional config file
+`$CRM_HOME/crm.toml`, then the defaults below. Every path the system writes is under `CRM_HOME`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SALES_TABLES = {
+    "customers": "customers",
+    "products": "products",
+    "orders": "orders",
+    "order_lines": "order_lines",
+}
+
+
+class SettingsError(ValueError):
+    """The configuration is unusable; the message names the variable or key to fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    crm_home: Path
+    forms_dir: Path
+    callcentre_dir: Path
+    campaigns_dir: Path
+    sales_url: str
+    sales_tables: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SALES_TABLES))
+    source_timezone: str = "Asia/Shanghai"
+    # GB18030 decodes every GBK byte sequence the same way and also covers what GBK lacks.
+    forms_csv_encoding: str = "gb18030"
+    sales_chunk_rows: int = 200_000
+    dbt_target: str = "dev"
+
+    @property
+    def sources_dir(self) -> Path:
+        return self.crm_home / "sources"
+
+    @property
+    def truth_dir(self) -> Path:
+        return self.sources_dir / "_truth"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.crm_home / "warehouse.duckdb"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.crm_home / "dagster"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.crm_home / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.crm_home / "reports"
+
+    @property
+    def bench_dir(self) -> Path:
+        return self.crm_home / "bench"
+
+    @property
+    def scratch_dir(self) -> Path:
+        return self.crm_home / "tmp"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        crm_home = Path(env.get("CRM_HOME") or ".crm").expanduser().resolve()
+        file_config = _read_config_file(crm_home / "crm.toml")
+        sources = crm_home / "sources"
+
+        def setting(env_name: str, key: str, default: Any) -> Any:
+            if env.get(env_name):
+                return env[env_name]
+            return file_config.get(key, default)
+
+        sales_tables = dict(DEFAULT_SALES_TABLES)
+        sales_tables.update(file_config.get("sales_tables", {}))
+        for logical in DEFAULT_SALES_TABLES:
+            override = env.get(f"CRM_SALES_TABLE_{logical.upper()}")
+            if override:
+                sales_tables[logical] = override
+
+        try:
+            chunk_rows = int(setting("CRM_SALES_CHUNK_ROWS", "sales_chunk_rows", 200_000))
+        except ValueError as error:
+            raise SettingsError(f"CRM_SALES_CHUNK_ROWS must be a whole number: {error}") from None
+
+        return cls(
+            crm_home=crm_home,
+            forms_dir=Path(setting("CRM_FORMS_DIR", "forms_dir", sources / "forms")),
+            callcentre_dir=Path(
+                setting("CRM_CALLCENTRE_DIR", "callcentre_dir", sources / "callcentre")
+            ),
+            campaigns_dir=Path(
+                setting("CRM_CAMPAIGNS_DIR", "campaigns_dir", sources / "campaigns")
+            ),
+            sales_url=str(
+                setting("CRM_SALES_URL", "sales_url", f"sqlite:///{sources / 'sales' / 'sales.db'}")
+            ),
+            sales_tables=sales_tables,
+            source_timezone=str(setting("CRM_SOURCE_TIMEZONE", "source_timezone", "Asia/Shanghai")),
+            forms_csv_encoding=str(
+                setting("CRM_FORMS_CSV_ENCODING", "forms_csv_encoding", "gb18030")
+            ),
+            sales_chunk_rows=chunk_rows,
+            dbt_target=str(setting("CRM_DBT_TARGET", "dbt_target", "dev")),
+        )
+
+    def ensure_dirs(self) -> None:
+        for directory in (
+            self.crm_home,
+            self.dagster_home,
+            self.models_dir,
+            self.reports_dir,
+            self.bench_dir,
+            self.scratch_dir,
+        ):
+            directory.mkdir(parents=True, exist_ok=True)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"{path}: not valid TOML: {error}") from None
