@@ -1,0 +1,209 @@
+"""The `crm` command line: generate demo sources, run the pipeline, inspect, benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from crm_warehouse.settings import Settings
+
+UI_HINT = """Open the Dagster UI (lineage, runs, asset checks, metadata):
+    crm ui
+  or, by hand:
+    DAGSTER_HOME={dagster_home} CRM_HOME={crm_home} dagster dev -m orchestration.definitions
+  then browse http://127.0.0.1:3000"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crm",
+        description="crm-warehouse: forms, call centre and sales into one trusted view. "
+        "All state lives under CRM_HOME (default ./.crm).",
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    generate = commands.add_parser(
+        "generate", help="write deterministic demo sources (with ground truth) into CRM_HOME"
+    )
+    generate.add_argument("--customers", type=int, default=10_000)
+    generate.add_argument("--days", type=int, default=90)
+    generate.add_argument("--seed", type=int, default=42)
+    generate.add_argument(
+        "--append-day",
+        action="store_true",
+        help="add one more day of activity and sales-system updates to existing sources",
+    )
+    generate.set_defaults(handler=_generate)
+
+    demo = commands.add_parser(
+        "demo", help="generate demo sources into a fresh CRM_HOME and run everything end to end"
+    )
+    demo.add_argument("--customers", type=int, default=10_000)
+    demo.add_argument("--days", type=int, default=90)
+    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--reset", action="store_true", help="delete everything under CRM_HOME first")
+    demo.set_defaults(handler=_demo)
+
+    run = commands.add_parser("run", help="materialise every asset (ingest, dbt build)")
+    run.set_defaults(handler=_run)
+
+    status = commands.add_parser("status", help="rows per layer and quarantine by reason")
+    status.set_defaults(handler=_status)
+
+    quarantine = commands.add_parser("quarantine", help="show quarantined rows and reasons")
+    quarantine.add_argument("--source", help="only this source (e.g. forms, calls, sales_orders)")
+    quarantine.add_argument("--limit", type=int, default=20)
+    quarantine.set_defaults(handler=_quarantine)
+
+    ui = commands.add_parser("ui", help="start the Dagster UI on this CRM_HOME")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(handler=_ui)
+
+    bench = commands.add_parser(
+        "bench", help="benchmark generate, ingest and staging; writes JSON under CRM_HOME/bench"
+    )
+    bench.add_argument(
+        "--customers",
+        default="100000,1000000",
+        help="comma-separated population sizes (default 100000,1000000)",
+    )
+    bench.add_argument("--days", type=int, default=90)
+    bench.add_argument("--output", type=Path, help="JSON file to write (default under bench/)")
+    bench.set_defaults(handler=_bench)
+    return parser
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from crm_warehouse.generate import append_day, generate
+
+    settings = Settings.from_env()
+    started = time.perf_counter()
+    if args.append_day:
+        manifest = append_day(settings.sources_dir)
+        print(f"appended {manifest.last_day}: {manifest.customers:,} people in the sources")
+    else:
+        manifest = generate(settings.sources_dir, args.customers, args.days, args.seed)
+        print(
+            f"generated {manifest.first_day} … {manifest.last_day} for "
+            f"{manifest.customers:,} people into {settings.sources_dir}"
+        )
+    print(f"took {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from crm_warehouse.generate import generate
+
+    settings = Settings.from_env()
+    if args.reset and settings.crm_home.exists():
+        shutil.rmtree(settings.crm_home)
+    if settings.sources_dir.exists() and any(settings.sources_dir.iterdir()):
+        print(
+            f"{settings.crm_home} already holds sources. Run `crm run` to process them, or "
+            "`crm demo --reset` to start again from nothing.",
+            file=sys.stderr,
+        )
+        return 2
+    started = time.perf_counter()
+    print(f"CRM_HOME={settings.crm_home}")
+    print(f"Generating demo sources for {args.customers:,} people over {args.days} days …")
+    generate(settings.sources_dir, args.customers, args.days, args.seed)
+    print(f"  done in {time.perf_counter() - started:.1f} s")
+    outcome = _run_and_report(settings)
+    print(f"Elapsed: {time.perf_counter() - started:.1f} s")
+    print(UI_HINT.format(dagster_home=settings.dagster_home, crm_home=settings.crm_home))
+    return 0 if outcome else 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    del args
+    settings = Settings.from_env()
+    started = time.perf_counter()
+    ok = _run_and_report(settings)
+    print(f"Elapsed: {time.perf_counter() - started:.1f} s")
+    return 0 if ok else 1
+
+
+def _run_and_report(settings: Settings) -> bool:
+    from crm_warehouse.summary import summarise
+    from orchestration.run import run_pipeline
+
+    print("Materialising every asset (ingest → raw, dbt build → staging) …")
+    started = time.perf_counter()
+    outcome = run_pipeline(settings)
+    state = "succeeded" if outcome.success else "FAILED"
+    print(f"  run {outcome.run_id} {state} in {time.perf_counter() - started:.1f} s")
+    for step in outcome.failed_steps:
+        print(f"  failed step: {step}")
+    for check in outcome.failed_checks:
+        print(f"  failed check: {check}")
+    print(summarise(settings.warehouse_path).render())
+    return outcome.success and not outcome.failed_checks
+
+
+def _status(args: argparse.Namespace) -> int:
+    del args
+    from crm_warehouse.summary import summarise
+
+    settings = Settings.from_env()
+    print(summarise(settings.warehouse_path).render())
+    return 0
+
+
+def _quarantine(args: argparse.Namespace) -> int:
+    import duckdb
+
+    settings = Settings.from_env()
+    if not settings.warehouse_path.exists():
+        print("no warehouse yet: run `crm run` first", file=sys.stderr)
+        return 2
+    where = "where source = $source" if args.source else ""
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
+        rows = conn.execute(
+            f"select source, source_file, position, reason, left(raw_payload, 120) "
+            f"from quarantine.rejected_rows {where} "
+            f"order by quarantined_at desc, source, source_file, position limit $limit",
+            {"limit": args.limit, **({"source": args.source} if args.source else {})},
+        ).fetchall()
+    for source, file, position, reason, payload in rows:
+        print(f"{source}  {file}:{position}\n  reason:  {reason}\n  payload: {payload}")
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    settings.ensure_dirs()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(settings.dagster_home),
+        "CRM_HOME": str(settings.crm_home),
+    }
+    dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
+    command = [dagster, "dev", "-m", "orchestration.definitions", "-p", str(args.port)]
+    return subprocess.call(command, env=env)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from crm_warehouse.bench import run_bench
+
+    settings = Settings.from_env()
+    sizes = [int(size) for size in str(args.customers).split(",") if size.strip()]
+    results = run_bench(settings, sizes, days=args.days, output=args.output)
+    print(results.render())
+    print(f"results: {results.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+{#- Unicode NFKC: full-width digits and letters, the ideographic space and other
+    compatibility forms fold to their plain forms. -#}
+{% macro normalize_text(expression) -%}
+    {{ return(adapter.dispatch('normalize_text', 'crm_warehouse')(expression)) }}
+{%- endmacro %}
+
+{% macro duckdb__normalize_text(expression) -%}
+    nfkc({{ expression }})
+{%- endmacro %}
+
+{% macro postgres__normalize_text(expression) -%}
+    normalize({{ expression }}, nfkc)
+{%- endmacro %}
+
+{% macro default__normalize_text(expression) -%}
+    {{ expression }}
+{%- endmacro %}
+
+
+{#- A person's name as entered: NFKC, trimmed, runs of white space folded to one space. -#}
+{% macro clean_name(expression) -%}
+    nullif(trim(regexp_replace({{ normalize_text(expression) }}, '\s+', ' ', 'g')), '')
+{%- endmacro %}
+
+
+{#- An e-mail address: NFKC (full-width ＠ and letters), trimmed, lower-cased. -#}
+{% macro clean_email(expression) -%}
+    nullif(lower(regexp_replace({{ normalize_text(expression) }}, '\s+', '', 'g')), '')
+{%- endmacro %}
+
+
+{#- Whether a cleaned e-mail address has the shape local@domain.tld. -#}
+{% macro is_valid_email(cleaned_expression) -%}
+    coalesce(
+        {{ cleaned_expression }} like '%_@_%._%'
+        and {{ cleaned_expression }} not like '%@%@%',
+        false
+    )
+{%- endmacro %}

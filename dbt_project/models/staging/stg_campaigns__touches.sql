@@ -1,0 +1,31 @@
+with
+
+touches as (
+
+    select * from {{ source('raw', 'campaign_touches') }}
+
+),
+
+final as (
+
+    select
+        touch_id,
+        campaign_id,
+        nullif(trim(member_no), '') as member_no,
+        contact as contact_raw,
+        case
+            when contact like '%@%' then {{ clean_email('contact') }}
+        end as contact_email,
+        case
+            when contact not like '%@%' then {{ phone_e164('contact') }}
+        end as contact_phone_e164,
+        {{ to_utc('sent_at') }} as sent_at,
+        {{ to_utc('opened_at') }} as opened_at,
+        {{ to_utc('clicked_at') }} as clicked_at,
+        {{ to_utc('converted_at') }} as converted_at,
+        _loaded_at as loaded_at
+    from touches
+
+)
+
+select * from final

@@ -1,0 +1,1 @@
+"""Assets by layer: sources (external), ingest (raw), dbt (reference, staging)."""

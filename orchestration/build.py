@@ -1,0 +1,33 @@
+"""How the one `Definitions` is put together from `Settings`."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+from dagster_duckdb import DuckDBResource
+
+from crm_warehouse.settings import Settings
+from orchestration.assets.dbt import build_dbt_assets
+from orchestration.assets.ingest import INGEST_ASSETS
+from orchestration.assets.sources import SOURCE_SPECS
+from orchestration.checks import RECONCILIATION_CHECKS
+from orchestration.dbt_project import dbt_executable, prepared_dbt_project
+from orchestration.jobs import crm_pipeline
+
+
+def build_definitions(settings: Settings, *, reparse_dbt: bool = False) -> dg.Definitions:
+    settings.ensure_dirs()
+    project = prepared_dbt_project(settings, reparse=reparse_dbt)
+    return dg.Definitions(
+        assets=[*SOURCE_SPECS, *INGEST_ASSETS, build_dbt_assets(project)],
+        asset_checks=RECONCILIATION_CHECKS,
+        jobs=[crm_pipeline],
+        resources={
+            "warehouse": DuckDBResource(
+                database=str(settings.warehouse_path),
+                connection_config={"temp_directory": str(settings.scratch_dir)},
+            ),
+            "dbt": DbtCliResource(project_dir=project, dbt_executable=dbt_executable()),
+            "settings": settings,
+        },
+    )

@@ -1,0 +1,51 @@
+"""Run the pipeline in this process, recorded in the Dagster instance under `CRM_HOME`, so
+its runs show in the UI (`crm ui`) like runs launched there."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import dagster as dg
+
+from crm_warehouse.settings import Settings
+from orchestration.build import build_definitions
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    success: bool
+    failed_steps: list[str]
+    failed_checks: list[str]
+
+
+def dagster_instance(settings: Settings) -> dg.DagsterInstance:
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+    return dg.DagsterInstance.get()
+
+
+def run_pipeline(settings: Settings, job_name: str = "crm_pipeline") -> RunOutcome:
+    """Materialise every asset of `job_name`; raises nothing on failure, reports it."""
+    definitions = build_definitions(settings, reparse_dbt=True)
+    job = definitions.resolve_job_def(job_name)
+    instance = dagster_instance(settings)
+    # The console shows warnings and errors only; every event is in the instance for the UI.
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
+    failed_steps = [
+        event.step_key or ""
+        for event in result.all_events
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE
+    ]
+    failed_checks = [
+        f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+        for evaluation in (
+            event.event_specific_data
+            for event in result.all_events
+            if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        )
+        if not evaluation.passed
+    ]
+    return RunOutcome(result.run_id, result.success, failed_steps, failed_checks)
