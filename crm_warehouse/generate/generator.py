@@ -90,6 +90,7 @@ class Manifest:
     first_day: str
     last_day: str
     base_last_day: str
+    bad_row_rate: float = BAD_ROW_RATE
     appended_days: list[str] = field(default_factory=list)
     counters: Counters = field(default_factory=Counters)
     campaigns: list[dict[str, object]] = field(default_factory=list)
@@ -119,8 +120,13 @@ def generate(
     days: int = 90,
     seed: int = 42,
     end: date = DEFAULT_END,
+    bad_row_rate: float = BAD_ROW_RATE,
 ) -> Manifest:
-    """Write `days` days of sources for `customers` people into an empty `sources_dir`."""
+    """Write `days` days of sources for `customers` people into an empty `sources_dir`.
+
+    About `bad_row_rate` of the rows of every source are planted defects, each recorded in
+    `_truth/bad_rows.csv` with its kind.
+    """
     if customers < 1 or days < 1:
         raise ValueError("customers and days must be at least 1")
     if manifest_path(sources_dir).exists():
@@ -131,6 +137,7 @@ def generate(
     manifest = Manifest(
         seed=seed,
         customers=customers,
+        bad_row_rate=bad_row_rate,
         first_day=window.first.isoformat(),
         last_day=end.isoformat(),
         base_last_day=end.isoformat(),
@@ -245,6 +252,9 @@ class _Run:
         ]
         # Appended days rewrite the campaign snapshot; its drafts were recorded the first time.
         self._campaign_drafts_recorded = manifest_path(sources_dir).exists()
+        # The last good line of each file: a planted duplicate repeats one of those.
+        self._last_good: dict[Path, bytes] = {}
+        self._kind_turns: dict[tuple[str, ...], int] = {}
         self._pending: dict[str, list[tuple[object, ...]]] = {
             "customers": [],
             "orders": [],
@@ -324,7 +334,14 @@ class _Run:
             )
 
     def _bad(self, rnd: random.Random) -> bool:
-        return rnd.random() < BAD_ROW_RATE
+        return rnd.random() < self.manifest.bad_row_rate
+
+    def _next_kind(self, kinds: list[str]) -> str:
+        """Defects of a row type take turns, so even a small sample has every kind."""
+        key = tuple(kinds)
+        turn = self._kind_turns.get(key, 0)
+        self._kind_turns[key] = turn + 1
+        return kinds[turn % len(kinds)]
 
     def _record_bad(self, source: str, path: Path | str, line: int, key: object, kind: str) -> None:
         relative = path.relative_to(self.dir).as_posix() if isinstance(path, Path) else path
@@ -407,7 +424,7 @@ class _Run:
             _fmt(updated),
         ]
         if self._bad(rnd):
-            kind = rnd.choice(["control_chars", "unparseable_date"])
+            kind = self._next_kind(["control_chars", "unparseable_date"])
             if kind == "control_chars":
                 row[2] = f"{people.surname[i]}\x07\x1b{people.given[i]}"
             else:
@@ -455,7 +472,7 @@ class _Run:
         record["submitted_at"] = moment.strftime("%Y-%m-%dT%H:%M:%S+08:00")
         kind = None
         if self._bad(rnd):
-            kind = rnd.choice(
+            kind = self._next_kind(
                 [
                     "malformed_json",
                     "future_date",
@@ -467,7 +484,7 @@ class _Run:
                 ]
             )
         if kind == "duplicate_id":
-            previous = self.files.last_line(path)
+            previous = self._last_good.get(path)
             if previous is None:
                 kind = None
             else:
@@ -485,10 +502,14 @@ class _Run:
             record["name"], record["mobile"], record["email"] = "", "", None
         encoded = json_line(record)
         if kind == "malformed_json":
-            encoded = encoded[: len(encoded) // 2] + b"\n"
+            # Cut on a character boundary: the line is broken JSON, not broken UTF-8.
+            text = encoded.decode()
+            encoded = text[: len(text) // 2].encode() + b"\n"
         line = self.files.append(path, encoded)
         if kind is not None and kind != "duplicate_id":
             self._record_bad("forms", path, line, record["id"], kind)
+        else:
+            self._last_good[path] = encoded
 
     def _form_csv(
         self, fields: dict[str, object], moment: datetime, day: date, rnd: random.Random
@@ -509,7 +530,7 @@ class _Run:
         ]
         kind = None
         if self._bad(rnd):
-            kind = rnd.choice(
+            kind = self._next_kind(
                 [
                     "undecodable_bytes",
                     "wrong_column_count",
@@ -520,8 +541,8 @@ class _Run:
                 ]
             )
         if kind == "duplicate_id":
-            previous = self.files.last_line(path)
-            if previous is None or previous == header:
+            previous = self._last_good.get(path)
+            if previous is None:
                 kind = None
             else:
                 line = self.files.append(path, previous, header)
@@ -540,6 +561,8 @@ class _Run:
         line = self.files.append(path, encoded, header)
         if kind is not None and kind != "duplicate_id":
             self._record_bad("forms", path, line, row[0], kind)
+        else:
+            self._last_good[path] = encoded
 
     def _call(self, people: People, i: int, day: date, rnd: random.Random, complaint: bool) -> None:
         number = (
@@ -591,7 +614,7 @@ class _Run:
         header = csv_line(CALL_HEADER).encode()
         kind = None
         if self._bad(rnd):
-            kind = rnd.choice(
+            kind = self._next_kind(
                 [
                     "wrong_column_count",
                     "undecodable_bytes",
@@ -602,8 +625,8 @@ class _Run:
                 ]
             )
         if kind == "duplicate_id":
-            previous = self.files.last_line(path)
-            if previous is None or previous == header:
+            previous = self._last_good.get(path)
+            if previous is None:
                 kind = None
             else:
                 line = self.files.append(path, previous, header)
@@ -622,6 +645,8 @@ class _Run:
         line = self.files.append(path, encoded, header)
         if kind is not None and kind != "duplicate_id":
             self._record_bad("calls", path, line, call_id, kind)
+        else:
+            self._last_good[path] = encoded
         return call_id
 
     def _ticket(
@@ -673,7 +698,7 @@ class _Run:
         path = self.dir / "callcentre" / "tickets.jsonl"
         kind = None
         if self._bad(rnd):
-            kind = rnd.choice(
+            kind = self._next_kind(
                 [
                     "malformed_json",
                     "future_date",
@@ -728,7 +753,7 @@ class _Run:
                 _fmt(updated),
             ]
             if self._bad(rnd):
-                kind = rnd.choice(["negative_quantity", "non_numeric_amount"])
+                kind = self._next_kind(["negative_quantity", "non_numeric_amount"])
                 if kind == "negative_quantity":
                     line_row[3] = -quantity
                 else:
@@ -753,7 +778,7 @@ class _Run:
             _fmt(updated),
         ]
         if self._bad(rnd):
-            kind = rnd.choice(
+            kind = self._next_kind(
                 [
                     "negative_amount",
                     "non_numeric_amount",
@@ -814,7 +839,7 @@ class _Run:
             ]
             kind = None
             if self._bad(rnd):
-                kind = rnd.choice(["unknown_campaign", "unparseable_date"])
+                kind = self._next_kind(["unknown_campaign", "unparseable_date"])
                 if kind == "unknown_campaign":
                     row[1] = "CMP9999"
                 else:

@@ -47,10 +47,6 @@ class LineFiles:
         self._lines[path] += 1
         return self._lines[path]
 
-    def last_line(self, path: Path) -> bytes | None:
-        pending = self._pending.get(path)
-        return pending[-1] if pending else None
-
     def flush(self) -> None:
         for path, lines in self._pending.items():
             path.parent.mkdir(parents=True, exist_ok=True)

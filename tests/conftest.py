@@ -1,0 +1,58 @@
+"""Shared fixtures: generated sources (made once per session, copied per test) and a fresh
+CRM_HOME under pytest's tmp_path for every test."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from crm_warehouse.generate import generate
+from crm_warehouse.settings import Settings
+
+# Small, but with a high defect rate so that every kind of bad row is planted.
+SAMPLE_CUSTOMERS = 3_000
+SAMPLE_DAYS = 20
+SAMPLE_BAD_ROW_RATE = 0.03
+
+
+@pytest.fixture(scope="session")
+def sample_sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sources = tmp_path_factory.mktemp("sample") / "sources"
+    generate(sources, SAMPLE_CUSTOMERS, SAMPLE_DAYS, seed=7, bad_row_rate=SAMPLE_BAD_ROW_RATE)
+    return sources
+
+
+@pytest.fixture
+def crm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    home = tmp_path / "crm"
+    home.mkdir()
+    for name in (
+        "CRM_FORMS_DIR",
+        "CRM_CALLCENTRE_DIR",
+        "CRM_CAMPAIGNS_DIR",
+        "CRM_SALES_URL",
+        "CRM_DBT_TARGET",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CRM_HOME", str(home))
+    settings = Settings.from_env()
+    settings.ensure_dirs()
+    return settings
+
+
+@pytest.fixture
+def sourced_home(crm_home: Settings, sample_sources: Path) -> Settings:
+    """A CRM_HOME holding its own copy of the sample sources."""
+    shutil.copytree(sample_sources, crm_home.sources_dir)
+    return crm_home
+
+
+@pytest.fixture
+def warehouse(crm_home: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    conn = duckdb.connect(str(crm_home.warehouse_path))
+    yield conn
+    conn.close()

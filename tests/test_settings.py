@@ -1,0 +1,36 @@
+"""Settings: CRM_HOME for all state, CRM_* variables over the config file over defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crm_warehouse.settings import Settings, SettingsError
+
+
+def test_everything_lives_under_crm_home(tmp_path: Path) -> None:
+    settings = Settings.from_env({"CRM_HOME": str(tmp_path)})
+    assert settings.warehouse_path == tmp_path / "warehouse.duckdb"
+    assert settings.forms_dir == tmp_path / "sources" / "forms"
+    assert settings.sales_url == f"sqlite:///{tmp_path / 'sources' / 'sales' / 'sales.db'}"
+    assert settings.dagster_home == tmp_path / "dagster"
+
+
+def test_environment_beats_config_file_beats_defaults(tmp_path: Path) -> None:
+    (tmp_path / "crm.toml").write_text(
+        'forms_dir = "/data/forms"\nsales_url = "postgresql://shop/db"\n'
+        '[sales_tables]\norders = "shop.sales_order"\n',
+        encoding="utf-8",
+    )
+    settings = Settings.from_env({"CRM_HOME": str(tmp_path), "CRM_FORMS_DIR": "/mnt/forms"})
+    assert settings.forms_dir == Path("/mnt/forms")
+    assert settings.sales_url == "postgresql://shop/db"
+    assert settings.sales_tables["orders"] == "shop.sales_order"
+    assert settings.sales_tables["customers"] == "customers"
+
+
+def test_a_broken_config_file_names_itself(tmp_path: Path) -> None:
+    (tmp_path / "crm.toml").write_text("forms_dir = ", encoding="utf-8")
+    with pytest.raises(SettingsError, match="crm.toml"):
+        Settings.from_env({"CRM_HOME": str(tmp_path)})
