@@ -32,5 +32,5 @@ def test_environment_beats_config_file_beats_defaults(tmp_path: Path) -> None:
 
 def test_a_broken_config_file_names_itself(tmp_path: Path) -> None:
     (tmp_path / "crm.toml").write_text("forms_dir = ", encoding="utf-8")
-    with pytest.raises(SettingsError, match="crm.toml"):
+    with pytest.raises(SettingsError, match=r"crm\.toml"):
         Settings.from_env({"CRM_HOME": str(tmp_path)})
