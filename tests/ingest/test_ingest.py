@@ -276,7 +276,7 @@ def test_an_exception_mid_batch_leaves_raw_unchanged(
     append_day(sourced_home.sources_dir)
     before = _snapshot(warehouse)
 
-    real_read_csv = files_module._read_csv
+    real_read_csv = files_module._read_csv_files
     reads = []
 
     def read_then_fail(*args, **kwargs):
@@ -285,7 +285,7 @@ def test_an_exception_mid_batch_leaves_raw_unchanged(
             raise OSError("disk went away")
         return real_read_csv(*args, **kwargs)
 
-    monkeypatch.setattr(files_module, "_read_csv", read_then_fail)
+    monkeypatch.setattr(files_module, "_read_csv_files", read_then_fail)
     real_drop = sales_module._drop_versions_already_seen
     tables_done = []
 
