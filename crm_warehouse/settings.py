@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 DEFAULT_SALES_TABLES = {
     "customers": "customers",
     "products": "products",
@@ -36,6 +38,8 @@ class Settings:
     # GB18030 decodes every GBK byte sequence the same way and also covers what GBK lacks.
     forms_csv_encoding: str = "gb18030"
     sales_chunk_rows: int = 200_000
+    # DuckDB spills to CRM_HOME/tmp past this, so a million customers ingest in bounded memory.
+    duckdb_memory_limit: str = "1GB"
     dbt_target: str = "dev"
 
     @property
@@ -112,8 +116,19 @@ class Settings:
                 setting("CRM_FORMS_CSV_ENCODING", "forms_csv_encoding", "gb18030")
             ),
             sales_chunk_rows=chunk_rows,
+            duckdb_memory_limit=str(
+                setting("CRM_DUCKDB_MEMORY_LIMIT", "duckdb_memory_limit", "1GB")
+            ),
             dbt_target=str(setting("CRM_DBT_TARGET", "dbt_target", "dev")),
         )
+
+    def duckdb_config(self) -> dict[str, str]:
+        """Connection settings for every process that writes the warehouse."""
+        return {"memory_limit": self.duckdb_memory_limit, "temp_directory": str(self.scratch_dir)}
+
+    def connect_warehouse(self) -> duckdb.DuckDBPyConnection:
+        self.ensure_dirs()
+        return duckdb.connect(str(self.warehouse_path), config=self.duckdb_config())
 
     def ensure_dirs(self) -> None:
         for directory in (

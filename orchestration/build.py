@@ -25,7 +25,7 @@ def build_definitions(settings: Settings, *, reparse_dbt: bool = False) -> dg.De
         resources={
             "warehouse": DuckDBResource(
                 database=str(settings.warehouse_path),
-                connection_config={"temp_directory": str(settings.scratch_dir)},
+                connection_config=settings.duckdb_config(),
             ),
             "dbt": DbtCliResource(project_dir=project, dbt_executable=dbt_executable()),
             "settings": settings,

@@ -19,6 +19,7 @@ from crm_warehouse.ingest.validation import (
     literal,
     quote_identifier,
     row_problem_expression,
+    typed_column,
     typed_expression,
 )
 
@@ -86,12 +87,17 @@ def write_parsed(
 ) -> None:
     """Validate `_parsed`: good rows into raw (replacing older versions), the rest quarantined."""
     typed = {c.name: typed_expression(c, timezone) for c in contract.columns}
-    outer = {c.name: typed_expression(c, timezone, "ranked") for c in contract.columns}
-    key_typed = [typed[c] for c in contract.key]
+    # Each typed value is computed once, into a column beside its text, and read from there.
+    stored = {
+        c.name: quote_identifier(c.name) if c.type == "text" else typed_column(c.name)
+        for c in contract.columns
+    }
+    outer = {name: f"ranked.{column}" for name, column in stored.items()}
+    key_typed = [stored[c] for c in contract.key]
     key_text = key_expression(contract)
-    problem = row_problem_expression(contract, timezone, local_now)
-    conn.execute(
-        f"create or replace temp table _checked as select *, {problem} as _problem from {PARSED}"
+    problem = row_problem_expression(contract, local_now)
+    typed_values = "".join(
+        f", {typed[c.name]} as {typed_column(c.name)}" for c in contract.columns if c.type != "text"
     )
 
     key_label = "/".join(c for c in contract.key if c != contract.version_column)
@@ -121,7 +127,13 @@ def write_parsed(
     references = "\n            ".join(reference_rules)
     conn.execute(f"""
         create or replace temp table _checked as
-        with ranked as (
+        with typed as (
+            select *{typed_values} from {PARSED}
+        ),
+        row_checked as (
+            select *, {problem} as _problem from typed
+        ),
+        ranked as (
             select
                 *,
                 row_number() over (
@@ -133,7 +145,7 @@ def write_parsed(
                 first_value(_position) over (
                     partition by _problem is null, {partition} order by _file, _position
                 ) as _first_position
-            from _checked
+            from row_checked
         )
         select * exclude (_rank, _first_file, _first_position, _problem),
             case
@@ -155,7 +167,7 @@ def write_parsed(
             f"loaded.{quote_identifier(c)} = incoming.{quote_identifier(c)}"
             for c in contract.upsert_key
         )
-        incoming = ", ".join(f"{typed[c]} as {quote_identifier(c)}" for c in contract.upsert_key)
+        incoming = ", ".join(f"{stored[c]} as {quote_identifier(c)}" for c in contract.upsert_key)
         conn.execute(f"""
             delete from raw.{contract.table} as loaded
             where exists (
@@ -165,7 +177,7 @@ def write_parsed(
     conn.execute(f"""
         insert into raw.{contract.table} ({column_list}, _source_file, _source_position,
                                           _batch_id, _loaded_at)
-        select {", ".join(typed[n] for n in names)}, _file, _position,
+        select {", ".join(stored[n] for n in names)}, _file, _position,
                {literal(batch.batch_id)}, {literal(str(loaded_at))}
         from _checked where _problem is null
         order by _file, _position

@@ -98,120 +98,94 @@ def _problem(code: str, field: str | None, reason_sql: str) -> str:
     return f"struct_pack(code := {literal(code)}, field := {field_sql}, reason := {reason_sql})"
 
 
-def row_problem_expression(contract: SourceContract, timezone: str, local_now: datetime) -> str:
+def typed_column(name: str) -> str:
+    """The name of the column holding `name` typed, beside its text, during validation."""
+    return quote_identifier(f"__typed__{name}")
+
+
+def row_problem_expression(contract: SourceContract, local_now: datetime) -> str:
     """A CASE naming the first per-row problem (NULL for a good row), in the order a person
-    would fix them: missing, unreadable, unsafe, implausible."""
+    would fix them: missing, unsafe, oversize, unreadable, implausible, inconsistent.
+
+    It reads each column's text and, for typed columns, the typed value computed once
+    beside it (`typed_column`), so no parse runs twice.
+    """
     rules: list[tuple[str, str]] = []
     for column in contract.columns:
-        name = quote_identifier(column.name)
-        value = f"nullif(trim({name}), '')"
-        label = column.name
         if column.required:
-            rules.append(
-                (
-                    f"{value} is null",
-                    _problem(
-                        "missing_required", label, literal(f"required field {label} is empty")
-                    ),
-                )
-            )
-        if column.type == "text":
-            rules.append(
-                (
-                    f"regexp_matches({name}, '{_CONTROL_CHARACTERS}')",
-                    _problem(
-                        "control_characters",
-                        label,
-                        literal(f"field {label} contains control characters"),
-                    ),
-                )
-            )
+            rules.append((
+                f"nullif(trim({quote_identifier(column.name)}), '') is null",
+                _problem("missing_required", column.name,
+                         literal(f"required field {column.name} is empty")),
+            ))
+    text_columns = [c for c in contract.columns if c.type == "text"]
+    if text_columns:
+        # One scan of all text for the rare row with a control character; only such a row
+        # pays for finding which field holds it.
+        joined = "concat(" + ", ".join(quote_identifier(c.name) for c in text_columns) + ")"
+        which = " ".join(
+            f"when regexp_matches({quote_identifier(c.name)}, '{_CONTROL_CHARACTERS}') "
+            f"then {literal(c.name)}" for c in text_columns)
+        rules.append((
+            f"regexp_matches({joined}, '{_CONTROL_CHARACTERS}')",
+            f"struct_pack(code := 'control_characters', field := case {which} end, "
+            f"reason := 'field ' || case {which} end || ' contains control characters')",
+        ))
+    for column in contract.columns:
         if column.max_length is not None:
-            rules.append(
-                (
-                    f"length({name}) > {column.max_length}",
-                    _problem(
-                        "oversize_field",
-                        label,
-                        f"'field {label} is ' || length({name}) || ' characters, "
-                        f"over the limit of {column.max_length}'",
-                    ),
-                )
-            )
-        if column.type != "text":
-            typed = typed_expression(column, timezone)
-            rules.append(
-                (
-                    f"{value} is not null and ({typed}) is null",
-                    _problem(
-                        "unparseable_value",
-                        label,
-                        f"'field {label}: ''' || left({value}, 60) || ''' is not "
-                        f"{_KIND_WORDS[column.type]}'",
-                    ),
-                )
-            )
-            if column.type in ("timestamp", "timestamptz", "date"):
-                horizon = literal(local_now.strftime("%Y-%m-%d %H:%M:%S"))
-                rules.append(
-                    (
-                        f"({typed}) > timestamp {horizon} + interval 1 day",
-                        _problem(
-                            "future_date",
-                            label,
-                            f"'field {label}: ' || cast(({typed}) as varchar) || "
-                            f"' is in the future'",
-                        ),
-                    )
-                )
-            if column.minimum is not None:
-                rules.append(
-                    (
-                        f"({typed}) < {column.minimum}",
-                        _problem(
-                            "out_of_range",
-                            label,
-                            f"'field {label} is ' || cast(({typed}) as varchar) || "
-                            f"', below the minimum {column.minimum:g}'",
-                        ),
-                    )
-                )
-            if column.maximum is not None:
-                rules.append(
-                    (
-                        f"({typed}) > {column.maximum}",
-                        _problem(
-                            "out_of_range",
-                            label,
-                            f"'field {label} is ' || cast(({typed}) as varchar) || "
-                            f"', above the maximum {column.maximum:g}'",
-                        ),
-                    )
-                )
+            name = quote_identifier(column.name)
+            rules.append((
+                f"length({name}) > {column.max_length}",
+                _problem("oversize_field", column.name,
+                         f"'field {column.name} is ' || length({name}) || ' characters, "
+                         f"over the limit of {column.max_length}'"),
+            ))
+    horizon = literal(local_now.strftime("%Y-%m-%d %H:%M:%S"))
+    for column in contract.columns:
+        if column.type == "text":
+            continue
+        label = column.name
+        value = f"nullif(trim({quote_identifier(label)}), '')"
+        typed = typed_column(label)
+        quote = "''''"  # the SQL literal for one single quote
+        rules.append((
+            f"{value} is not null and {typed} is null",
+            _problem("unparseable_value", label,
+                     f"'field {label}: ' || {quote} || left({value}, 60) || {quote} || "
+                     f"' is not {_KIND_WORDS[column.type]}'"),
+        ))
+        if column.type in ("timestamp", "timestamptz", "date"):
+            rules.append((
+                f"{typed} > timestamp {horizon} + interval 1 day",
+                _problem("future_date", label,
+                         f"'field {label}: ' || cast({typed} as varchar) || ' is in the future'"),
+            ))
+        if column.minimum is not None:
+            rules.append((
+                f"{typed} < {column.minimum}",
+                _problem("out_of_range", label,
+                         f"'field {label} is ' || cast({typed} as varchar) || "
+                         f"', below the minimum {column.minimum:g}'"),
+            ))
+        if column.maximum is not None:
+            rules.append((
+                f"{typed} > {column.maximum}",
+                _problem("out_of_range", label,
+                         f"'field {label} is ' || cast({typed} as varchar) || "
+                         f"', above the maximum {column.maximum:g}'"),
+            ))
     if contract.at_least_one_of:
         empties = " and ".join(
-            f"nullif(trim({quote_identifier(c)}), '') is null" for c in contract.at_least_one_of
-        )
+            f"nullif(trim({quote_identifier(c)}), '') is null" for c in contract.at_least_one_of)
         names = ", ".join(contract.at_least_one_of)
-        rules.append(
-            (
-                empties,
-                _problem(
-                    "missing_contact",
-                    None,
-                    literal(f"{names} are all empty: the row cannot be tied to anyone"),
-                ),
-            )
-        )
+        rules.append((empties, _problem(
+            "missing_contact", None,
+            literal(f"{names} are all empty: the row cannot be tied to anyone"))))
     for earlier, later in contract.time_order:
-        first = typed_expression(contract.column(earlier), timezone)
-        second = typed_expression(contract.column(later), timezone)
-        rules.append(
-            (
-                f"({second}) < ({first})",
-                _problem("time_order", later, literal(f"{later} is before {earlier}")),
-            )
-        )
+        rules.append((
+            f"{typed_column(later)} < {typed_column(earlier)}",
+            _problem("time_order", later, literal(f"{later} is before {earlier}")),
+        ))
     whens = "\n        ".join(f"when {condition} then {problem}" for condition, problem in rules)
     return f"case\n        {whens}\n    end"
 

@@ -1,0 +1,166 @@
+"""`crm bench`: generate, ingest and staging at given population sizes, measured.
+
+Each stage runs in a child process of its own so its peak RSS is its own (read from the
+kernel's rusage for that child). Beside ingest, the same run times DuckDB's bare readers on
+the same files, so the ingest target (within 3x of them) is a ratio measured on one machine
+in one run, not a number remembered from elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from crm_warehouse.settings import Settings
+
+INGEST_RATIO_TARGET = 3.0
+PEAK_RSS_TARGET_MB = 2048
+# The sources whose ingest is held to the ratio target: those DuckDB can read bare.
+FILE_SOURCES = ("forms", "calls", "tickets", "campaign_touches")
+
+
+@dataclass
+class StageResult:
+    seconds: float
+    peak_rss_mb: float
+    detail: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class BenchResults:
+    path: Path
+    runs: list[dict[str, object]]
+
+    def render(self) -> str:
+        lines = [
+            f"{'customers':>10} {'stage':<20} {'seconds':>9} {'peak MB':>9} "
+            f"{'rows':>11} {'rows/s':>10} {'vs bare':>8}"
+        ]
+        for run in self.runs:
+            customers = run["customers"]
+            for stage in ("generate", "staging"):
+                result = run[stage]
+                lines.append(
+                    f"{customers:>10,} {stage:<20} {result['seconds']:>9.1f} "
+                    f"{result['peak_rss_mb']:>9.0f}"
+                )
+            ingest = run["ingest"]
+            lines.append(
+                f"{customers:>10,} {'ingest (all)':<20} {ingest['seconds']:>9.1f} "
+                f"{ingest['peak_rss_mb']:>9.0f}"
+            )
+            for source, figures in ingest["sources"].items():
+                ratio = figures.get("ratio_to_bare_duckdb")
+                lines.append(
+                    f"{customers:>10,} {'  ' + source:<20} {figures['seconds']:>9.2f} "
+                    f"{'':>9} {figures['rows_in']:>11,} {figures['rows_per_second']:>10,.0f} "
+                    f"{'' if ratio is None else f'{ratio:.2f}x':>8}"
+                )
+        return "\n".join(lines)
+
+
+def run_bench(
+    settings: Settings, sizes: list[int], days: int = 90, output: Path | None = None
+) -> BenchResults:
+    settings.ensure_dirs()
+    runs = []
+    for customers in sizes:
+        work = settings.bench_dir / f"work-{customers}"
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        try:
+            runs.append(_bench_one(work, customers, days))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = output or settings.bench_dir / f"bench-{stamp}.json"
+    document = {
+        "kind": "crm-warehouse ingest benchmark",
+        "at": stamp,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "targets": {
+            "ingest_within_x_of_bare_duckdb": INGEST_RATIO_TARGET,
+            "peak_rss_mb_at_1m": PEAK_RSS_TARGET_MB,
+        },
+        "runs": runs,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
+    return BenchResults(path, runs)
+
+
+def _bench_one(work: Path, customers: int, days: int) -> dict[str, object]:
+    generate = _stage(work, ["generate", str(customers), str(days)])
+    ingest = _stage(work, ["ingest"])
+    bare = _stage(work, ["bare"])
+    staging = _dbt_build(work)
+    sources: dict[str, dict[str, object]] = {}
+    for source, figures in ingest.detail["sources"].items():  # type: ignore[union-attr]
+        entry = dict(figures)
+        seconds = float(entry["seconds"])
+        entry["rows_per_second"] = round(int(entry["rows_in"]) / seconds) if seconds else 0
+        bare_seconds = bare.detail.get(source)
+        if bare_seconds:
+            entry["bare_duckdb_seconds"] = bare_seconds
+            entry["ratio_to_bare_duckdb"] = round(seconds / float(bare_seconds), 2)
+        sources[source] = entry
+    peak = max(generate.peak_rss_mb, ingest.peak_rss_mb, staging.peak_rss_mb)
+    ratios = [s["ratio_to_bare_duckdb"] for n, s in sources.items()
+              if n in FILE_SOURCES and "ratio_to_bare_duckdb" in s]
+    return {
+        "customers": customers,
+        "days": days,
+        "generate": {"seconds": generate.seconds, "peak_rss_mb": generate.peak_rss_mb,
+                     **generate.detail},
+        "ingest": {"seconds": ingest.seconds, "peak_rss_mb": ingest.peak_rss_mb,
+                   "sources": sources},
+        "bare_duckdb_readers": {"seconds": bare.seconds, "note": bare.detail.get("note")},
+        "staging": {"seconds": staging.seconds, "peak_rss_mb": staging.peak_rss_mb},
+        "peak_rss_mb": peak,
+        "verdict": {
+            "worst_ingest_ratio": max(ratios) if ratios else None,
+            "ingest_ratio_met": bool(ratios) and max(ratios) <= INGEST_RATIO_TARGET,
+            "peak_rss_met": peak < PEAK_RSS_TARGET_MB,
+        },
+    }
+
+
+def _stage(work: Path, arguments: list[str]) -> StageResult:
+    command = [sys.executable, "-m", "crm_warehouse.bench_stages", str(work), *arguments]
+    return _measure(command, env={**os.environ, "CRM_HOME": str(work)}, parse_json=True)
+
+
+def _dbt_build(work: Path) -> StageResult:
+    project = Path(__file__).resolve().parent.parent / "dbt_project"
+    dbt = shutil.which("dbt") or str(Path(sys.executable).with_name("dbt"))
+    command = [dbt, "build", "--project-dir", str(project), "--profiles-dir", str(project),
+               "--target-path", str(work / "dbt" / "target"), "--quiet"]
+    return _measure(command, env={**os.environ, "CRM_HOME": str(work)}, parse_json=False)
+
+
+def _measure(command: list[str], env: dict[str, str], parse_json: bool) -> StageResult:
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    out = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    seconds = round(time.perf_counter() - started, 2)
+    if process.returncode != 0:
+        raise RuntimeError(f"bench stage failed ({process.returncode}): {' '.join(command)}")
+    detail = json.loads(out.strip().splitlines()[-1]) if parse_json else {}
+    # Linux reports ru_maxrss in KiB.
+    return StageResult(seconds, round(usage.ru_maxrss / 1024, 1), detail)

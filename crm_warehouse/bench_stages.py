@@ -1,0 +1,124 @@
+"""One benchmark stage per process (`python -m crm_warehouse.bench_stages WORK STAGE …`).
+
+Prints its figures as one JSON line on stdout; `crm_warehouse.bench` reads it and the child's
+rusage. Not a user command: `crm bench` is.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+from crm_warehouse.generate import generate
+from crm_warehouse.ingest.files import FileSet
+from crm_warehouse.ingest.runner import FILE_SOURCE_ORDER
+from crm_warehouse.ingest.sales import pull_sales
+from crm_warehouse.ingest.sources import file_sources
+from crm_warehouse.settings import Settings
+
+
+def _generate(settings: Settings, customers: int, days: int) -> dict[str, object]:
+    manifest = generate(settings.sources_dir, customers, days)
+    return {"people": manifest.customers, "orders": manifest.counters.order - 1,
+            "calls": manifest.counters.call - 1}
+
+
+def _ingest(settings: Settings) -> dict[str, object]:
+    filesets = file_sources(settings)
+    from crm_warehouse.ingest.files import load_file_sources
+
+    figures: dict[str, dict[str, object]] = {}
+    with settings.connect_warehouse() as conn:
+        for source in FILE_SOURCE_ORDER:
+            started = time.perf_counter()
+            counts = load_file_sources(conn, filesets[source], settings.source_timezone,
+                                       settings.scratch_dir)
+            figures[source] = {"rows_in": counts.rows_in, "rows_loaded": counts.rows_loaded,
+                               "rows_quarantined": counts.rows_quarantined,
+                               "files": len(counts.files),
+                               "seconds": round(time.perf_counter() - started, 3)}
+        started = time.perf_counter()
+        sales = pull_sales(conn, settings.sales_url, settings.sales_tables,
+                           settings.source_timezone, settings.sales_chunk_rows)
+        elapsed = round(time.perf_counter() - started, 3)
+        figures["sales_system"] = {
+            "rows_in": sum(c.rows_in for c in sales.values()),
+            "rows_loaded": sum(c.rows_loaded for c in sales.values()),
+            "rows_quarantined": sum(c.rows_quarantined for c in sales.values()),
+            "tables": {name: c.rows_in for name, c in sales.items()},
+            "seconds": elapsed,
+        }
+    return {"sources": figures}
+
+
+def _bare(settings: Settings) -> dict[str, object]:
+    """DuckDB's own readers over the same files, materialised, with no checks at all."""
+    timings: dict[str, object] = {}
+    # Into a database file, as ingest does: a load that does not persist is not a load.
+    baseline = settings.scratch_dir / "bare-readers.duckdb"
+    # DuckDB's defaults: its JSON reader needs more than ingest's memory limit to sniff.
+    with duckdb.connect(str(baseline)) as conn:
+        for source in FILE_SOURCE_ORDER:
+            started = time.perf_counter()
+            for number, fileset in enumerate(file_sources(settings)[source]):
+                _bare_read(conn, fileset, settings.scratch_dir, f"{source}_{number}")
+            timings[source] = round(time.perf_counter() - started, 3)
+    timings["note"] = (
+        "read_csv (declared VARCHAR columns) / read_json(newline_delimited, ignore_errors) "
+        "into a table of a DuckDB file; "
+        "DuckDB has no GBK decoder offline, so for GBK exports the bare figure includes "
+        "Python's decode to UTF-8 first"
+    )
+    return timings
+
+
+def _bare_read(conn: duckdb.DuckDBPyConnection, fileset: FileSet, scratch: Path,
+               table: str) -> None:
+    paths = sorted(fileset.directory.glob(fileset.pattern))
+    if not paths:
+        return
+    if fileset.format == "jsonl":
+        listed = [p.as_posix() for p in paths]
+        conn.execute(f"create table {table} as select * from read_json(?, "
+                     "format = 'newline_delimited', ignore_errors = true)", [listed])
+        return
+    if fileset.encoding.lower() not in ("utf-8", "utf8"):
+        scratch.mkdir(parents=True, exist_ok=True)
+        decoded = []
+        for path in paths:
+            copy = scratch / f"bare-{path.name}"
+            copy.write_text(path.read_bytes().decode(fileset.encoding, errors="replace"),
+                            encoding="utf-8")
+            decoded.append(copy)
+        paths = decoded
+    listed = [p.as_posix() for p in paths]
+    header = paths[0].read_text(encoding="utf-8-sig").split("\n", 1)[0]
+    columns = {f"column_{i}": "VARCHAR" for i, _ in enumerate(header.split(","))}
+    # The same reader settings as ingest: a declared layout, no sniffing.
+    conn.execute(f"create table {table} as select * from read_csv(?, header = true, "
+                 "auto_detect = false, delim = ',', quote = '\"', escape = '\"', "
+                 "columns = ?, ignore_errors = true)", [listed, columns])
+
+
+def main(argv: list[str]) -> int:
+    work, stage, *rest = argv
+    settings = Settings.from_env({"CRM_HOME": work})
+    settings.ensure_dirs()
+    if stage == "generate":
+        result = _generate(settings, int(rest[0]), int(rest[1]))
+    elif stage == "ingest":
+        result = _ingest(settings)
+    elif stage == "bare":
+        result = _bare(settings)
+    else:
+        raise SystemExit(f"unknown stage {stage}")
+    sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
