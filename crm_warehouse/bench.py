@@ -118,15 +118,24 @@ def _bench_one(work: Path, customers: int, days: int) -> dict[str, object]:
             entry["ratio_to_bare_duckdb"] = round(seconds / float(bare_seconds), 2)
         sources[source] = entry
     peak = max(generate.peak_rss_mb, ingest.peak_rss_mb, staging.peak_rss_mb)
-    ratios = [s["ratio_to_bare_duckdb"] for n, s in sources.items()
-              if n in FILE_SOURCES and "ratio_to_bare_duckdb" in s]
+    ratios = [
+        s["ratio_to_bare_duckdb"]
+        for n, s in sources.items()
+        if n in FILE_SOURCES and "ratio_to_bare_duckdb" in s
+    ]
     return {
         "customers": customers,
         "days": days,
-        "generate": {"seconds": generate.seconds, "peak_rss_mb": generate.peak_rss_mb,
-                     **generate.detail},
-        "ingest": {"seconds": ingest.seconds, "peak_rss_mb": ingest.peak_rss_mb,
-                   "sources": sources},
+        "generate": {
+            "seconds": generate.seconds,
+            "peak_rss_mb": generate.peak_rss_mb,
+            **generate.detail,
+        },
+        "ingest": {
+            "seconds": ingest.seconds,
+            "peak_rss_mb": ingest.peak_rss_mb,
+            "sources": sources,
+        },
         "bare_duckdb_readers": {"seconds": bare.seconds, "note": bare.detail.get("note")},
         "staging": {"seconds": staging.seconds, "peak_rss_mb": staging.peak_rss_mb},
         "peak_rss_mb": peak,
@@ -146,8 +155,17 @@ def _stage(work: Path, arguments: list[str]) -> StageResult:
 def _dbt_build(work: Path) -> StageResult:
     project = Path(__file__).resolve().parent.parent / "dbt_project"
     dbt = shutil.which("dbt") or str(Path(sys.executable).with_name("dbt"))
-    command = [dbt, "build", "--project-dir", str(project), "--profiles-dir", str(project),
-               "--target-path", str(work / "dbt" / "target"), "--quiet"]
+    command = [
+        dbt,
+        "build",
+        "--project-dir",
+        str(project),
+        "--profiles-dir",
+        str(project),
+        "--target-path",
+        str(work / "dbt" / "target"),
+        "--quiet",
+    ]
     return _measure(command, env={**os.environ, "CRM_HOME": str(work)}, parse_json=False)
 
 

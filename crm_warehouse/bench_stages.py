@@ -23,8 +23,11 @@ from crm_warehouse.settings import Settings
 
 def _generate(settings: Settings, customers: int, days: int) -> dict[str, object]:
     manifest = generate(settings.sources_dir, customers, days)
-    return {"people": manifest.customers, "orders": manifest.counters.order - 1,
-            "calls": manifest.counters.call - 1}
+    return {
+        "people": manifest.customers,
+        "orders": manifest.counters.order - 1,
+        "calls": manifest.counters.call - 1,
+    }
 
 
 def _ingest(settings: Settings) -> dict[str, object]:
@@ -35,15 +38,24 @@ def _ingest(settings: Settings) -> dict[str, object]:
     with settings.connect_warehouse() as conn:
         for source in FILE_SOURCE_ORDER:
             started = time.perf_counter()
-            counts = load_file_sources(conn, filesets[source], settings.source_timezone,
-                                       settings.scratch_dir)
-            figures[source] = {"rows_in": counts.rows_in, "rows_loaded": counts.rows_loaded,
-                               "rows_quarantined": counts.rows_quarantined,
-                               "files": len(counts.files),
-                               "seconds": round(time.perf_counter() - started, 3)}
+            counts = load_file_sources(
+                conn, filesets[source], settings.source_timezone, settings.scratch_dir
+            )
+            figures[source] = {
+                "rows_in": counts.rows_in,
+                "rows_loaded": counts.rows_loaded,
+                "rows_quarantined": counts.rows_quarantined,
+                "files": len(counts.files),
+                "seconds": round(time.perf_counter() - started, 3),
+            }
         started = time.perf_counter()
-        sales = pull_sales(conn, settings.sales_url, settings.sales_tables,
-                           settings.source_timezone, settings.sales_chunk_rows)
+        sales = pull_sales(
+            conn,
+            settings.sales_url,
+            settings.sales_tables,
+            settings.source_timezone,
+            settings.sales_chunk_rows,
+        )
         elapsed = round(time.perf_counter() - started, 3)
         figures["sales_system"] = {
             "rows_in": sum(c.rows_in for c in sales.values()),
@@ -76,32 +88,40 @@ def _bare(settings: Settings) -> dict[str, object]:
     return timings
 
 
-def _bare_read(conn: duckdb.DuckDBPyConnection, fileset: FileSet, scratch: Path,
-               table: str) -> None:
+def _bare_read(
+    conn: duckdb.DuckDBPyConnection, fileset: FileSet, scratch: Path, table: str
+) -> None:
     paths = sorted(fileset.directory.glob(fileset.pattern))
     if not paths:
         return
     if fileset.format == "jsonl":
         listed = [p.as_posix() for p in paths]
-        conn.execute(f"create table {table} as select * from read_json(?, "
-                     "format = 'newline_delimited', ignore_errors = true)", [listed])
+        conn.execute(
+            f"create table {table} as select * from read_json(?, "
+            "format = 'newline_delimited', ignore_errors = true)",
+            [listed],
+        )
         return
     if fileset.encoding.lower() not in ("utf-8", "utf8"):
         scratch.mkdir(parents=True, exist_ok=True)
         decoded = []
         for path in paths:
             copy = scratch / f"bare-{path.name}"
-            copy.write_text(path.read_bytes().decode(fileset.encoding, errors="replace"),
-                            encoding="utf-8")
+            copy.write_text(
+                path.read_bytes().decode(fileset.encoding, errors="replace"), encoding="utf-8"
+            )
             decoded.append(copy)
         paths = decoded
     listed = [p.as_posix() for p in paths]
     header = paths[0].read_text(encoding="utf-8-sig").split("\n", 1)[0]
     columns = {f"column_{i}": "VARCHAR" for i, _ in enumerate(header.split(","))}
     # The same reader settings as ingest: a declared layout, no sniffing.
-    conn.execute(f"create table {table} as select * from read_csv(?, header = true, "
-                 "auto_detect = false, delim = ',', quote = '\"', escape = '\"', "
-                 "columns = ?, ignore_errors = true)", [listed, columns])
+    conn.execute(
+        f"create table {table} as select * from read_csv(?, header = true, "
+        "auto_detect = false, delim = ',', quote = '\"', escape = '\"', "
+        "columns = ?, ignore_errors = true)",
+        [listed, columns],
+    )
 
 
 def main(argv: list[str]) -> int:

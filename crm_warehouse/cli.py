@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     quarantine.add_argument("--limit", type=int, default=20)
     quarantine.set_defaults(handler=_quarantine)
 
+    contracts = commands.add_parser(
+        "contracts", help="print the source contracts (columns, types, checks) as Markdown"
+    )
+    contracts.set_defaults(handler=_contracts)
+
     ui = commands.add_parser("ui", help="start the Dagster UI on this CRM_HOME")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(handler=_ui)
@@ -178,6 +183,14 @@ def _quarantine(args: argparse.Namespace) -> int:
         ).fetchall()
     for source, file, position, reason, payload in rows:
         print(f"{source}  {file}:{position}\n  reason:  {reason}\n  payload: {payload}")
+    return 0
+
+
+def _contracts(args: argparse.Namespace) -> int:
+    del args
+    from crm_warehouse.ingest.contract_docs import contracts_markdown
+
+    print(contracts_markdown())
     return 0
 
 

@@ -90,8 +90,11 @@ def load_file_sources(
         create_parsed_table(conn, contract)
         rejected: list[Rejected] = []
         for fileset in filesets:
-            pieces = [piece for path in sorted(fileset.directory.glob(fileset.pattern))
-                      if (piece := ledger.slice_to_load(path)) is not None]
+            pieces = [
+                piece
+                for path in sorted(fileset.directory.glob(fileset.pattern))
+                if (piece := ledger.slice_to_load(path)) is not None
+            ]
             if not pieces:
                 continue
             if fileset.format == "csv":
@@ -101,9 +104,20 @@ def load_file_sources(
             counts.files += [piece.path.as_posix() for piece in pieces]
             conn.executemany(
                 "insert into meta.loaded_files values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [[contract.source, piece.path.as_posix(), piece.content_hash, piece.start_byte,
-                  len(piece.data), piece.data.count(b"\n"), 0, current.batch_id, loaded_at]
-                 for piece in pieces],
+                [
+                    [
+                        contract.source,
+                        piece.path.as_posix(),
+                        piece.content_hash,
+                        piece.start_byte,
+                        len(piece.data),
+                        piece.data.count(b"\n"),
+                        0,
+                        current.batch_id,
+                        loaded_at,
+                    ]
+                    for piece in pieces
+                ],
             )
         quarantine_rejected(conn, current, contract.source, rejected, loaded_at)
         write_parsed(conn, current, contract, timezone, local_now, loaded_at)
@@ -205,21 +219,37 @@ def _read_jsonl_files(
         if bad:
             raw_lines = body.split(b"\n")
             for bad_index in bad:
-                rejected.append(Rejected(
-                    name, piece.first_line + bad_index, "undecodable_bytes",
-                    f"line is not valid {fileset.encoding} text",
-                    _payload(raw_lines[bad_index])))
+                rejected.append(
+                    Rejected(
+                        name,
+                        piece.first_line + bad_index,
+                        "undecodable_bytes",
+                        f"line is not valid {fileset.encoding} text",
+                        _payload(raw_lines[bad_index]),
+                    )
+                )
         file_indexes.append(np.full(len(lines), index, dtype=np.int32))
         positions.append(np.arange(piece.first_line, piece.first_line + len(lines)))
         texts += lines
-    conn.register("_jsonl_lines", pa.table({
-        "_file_index": pa.array(np.concatenate(file_indexes)),
-        "_position": pa.array(np.concatenate(positions)),
-        "line": pa.array(texts, pa.string()),
-    }))
-    conn.register("_jsonl_files", pa.table({"_file_index": pa.array(range(len(names)),
-                                                                     pa.int32()),
-                                            "_file": pa.array(names, pa.string())}))
+    conn.register(
+        "_jsonl_lines",
+        pa.table(
+            {
+                "_file_index": pa.array(np.concatenate(file_indexes)),
+                "_position": pa.array(np.concatenate(positions)),
+                "line": pa.array(texts, pa.string()),
+            }
+        ),
+    )
+    conn.register(
+        "_jsonl_files",
+        pa.table(
+            {
+                "_file_index": pa.array(range(len(names)), pa.int32()),
+                "_file": pa.array(names, pa.string()),
+            }
+        ),
+    )
     # Empty lines (and undecodable ones, blanked above) are not rows.
     conn.execute("""
         create or replace temp table _jsonl_rows as
@@ -229,13 +259,17 @@ def _read_jsonl_files(
     """)
     conn.unregister("_jsonl_lines")
     conn.unregister("_jsonl_files")
-    paths = [(column.name, "$." + '"' + accepted.replace('"', '\\"') + '"')
-             for column in contract.columns for accepted in column.accepted_names]
+    paths = [
+        (column.name, "$." + '"' + accepted.replace('"', '\\"') + '"')
+        for column in contract.columns
+        for accepted in column.accepted_names
+    ]
     path_list = "[" + ", ".join(literal(p) for _, p in paths) + "]"
     extracted = ", ".join(
         "coalesce("
-        + ", ".join(f"_values[{i + 1}]" for i, (owner, _) in enumerate(paths)
-                    if owner == column.name)
+        + ", ".join(
+            f"_values[{i + 1}]" for i, (owner, _) in enumerate(paths) if owner == column.name
+        )
         + f") as {quote_identifier(column.name)}"
         for column in contract.columns
     )
@@ -295,8 +329,9 @@ class _Readable:
     undecodable: frozenset[int]  # DuckDB lines that held bytes invalid in the source encoding
 
 
-def _readable(fileset: FileSet, piece: _Slice, header_end: int, header: str,
-              scratch_dir: Path) -> _Readable:
+def _readable(
+    fileset: FileSet, piece: _Slice, header_end: int, header: str, scratch_dir: Path
+) -> _Readable:
     is_utf8 = _is_utf8(fileset.encoding)
     data = piece.data
     if is_utf8 and piece.start_byte == 0:
@@ -334,14 +369,16 @@ def _read_csv_files(
         header_end = piece.data.find(b"\n") + 1 or len(piece.data)
         try:
             header = piece.data[:header_end].decode(
-                "utf-8-sig" if _is_utf8(fileset.encoding) else fileset.encoding)
+                "utf-8-sig" if _is_utf8(fileset.encoding) else fileset.encoding
+            )
         except UnicodeDecodeError:
             raise SourceContractError(
                 f"{name}: line 1: the header is not valid {fileset.encoding} text"
             ) from None
         columns = tuple(_header_columns(header.rstrip("\r\n"), fileset.contract, name))
         groups.setdefault(columns, []).append(
-            _readable(fileset, piece, header_end, header, scratch_dir))
+            _readable(fileset, piece, header_end, header, scratch_dir)
+        )
     rejected: list[Rejected] = []
     for columns, readables in groups.items():
         rejected += _scan_csv_group(conn, fileset, list(columns), readables)
@@ -349,7 +386,9 @@ def _read_csv_files(
 
 
 def _scan_csv_group(
-    conn: duckdb.DuckDBPyConnection, fileset: FileSet, columns: list[str],
+    conn: duckdb.DuckDBPyConnection,
+    fileset: FileSet,
+    columns: list[str],
     readables: list[_Readable],
 ) -> list[Rejected]:
     contract = fileset.contract
@@ -363,11 +402,16 @@ def _scan_csv_group(
                       filename = '_readable', store_rejects = true,
                       rejects_table = '_csv_errors', rejects_scan = '_csv_scans')
     """)
-    conn.register("_csv_files", pa.table({
-        "_readable": [r.path.as_posix() for r in readables],
-        "_file": [r.piece.path.as_posix() for r in readables],
-        "_offset": pa.array([r.offset for r in readables], pa.int64()),
-    }))
+    conn.register(
+        "_csv_files",
+        pa.table(
+            {
+                "_readable": [r.path.as_posix() for r in readables],
+                "_file": [r.piece.path.as_posix() for r in readables],
+                "_offset": pa.array([r.offset for r in readables], pa.int64()),
+            }
+        ),
+    )
     conn.execute("""
         create or replace temp table _csv_error_lines as
         select scans.file_path as _readable, errors.line,
@@ -395,7 +439,8 @@ def _scan_csv_group(
             payload = csv_line_text
         rejected.append(Rejected(name, position, code, reason, payload))
     selected = ", ".join(
-        f"_csv_rows.{quote_identifier(c.name)}" if c.name in columns
+        f"_csv_rows.{quote_identifier(c.name)}"
+        if c.name in columns
         else f"null as {quote_identifier(c.name)}"
         for c in contract.columns
     )

@@ -113,11 +113,16 @@ def row_problem_expression(contract: SourceContract, local_now: datetime) -> str
     rules: list[tuple[str, str]] = []
     for column in contract.columns:
         if column.required:
-            rules.append((
-                f"nullif(trim({quote_identifier(column.name)}), '') is null",
-                _problem("missing_required", column.name,
-                         literal(f"required field {column.name} is empty")),
-            ))
+            rules.append(
+                (
+                    f"nullif(trim({quote_identifier(column.name)}), '') is null",
+                    _problem(
+                        "missing_required",
+                        column.name,
+                        literal(f"required field {column.name} is empty"),
+                    ),
+                )
+            )
     text_columns = [c for c in contract.columns if c.type == "text"]
     if text_columns:
         # One scan of all text for the rare row with a control character; only such a row
@@ -125,21 +130,30 @@ def row_problem_expression(contract: SourceContract, local_now: datetime) -> str
         joined = "concat(" + ", ".join(quote_identifier(c.name) for c in text_columns) + ")"
         which = " ".join(
             f"when regexp_matches({quote_identifier(c.name)}, '{_CONTROL_CHARACTERS}') "
-            f"then {literal(c.name)}" for c in text_columns)
-        rules.append((
-            f"regexp_matches({joined}, '{_CONTROL_CHARACTERS}')",
-            f"struct_pack(code := 'control_characters', field := case {which} end, "
-            f"reason := 'field ' || case {which} end || ' contains control characters')",
-        ))
+            f"then {literal(c.name)}"
+            for c in text_columns
+        )
+        rules.append(
+            (
+                f"regexp_matches({joined}, '{_CONTROL_CHARACTERS}')",
+                f"struct_pack(code := 'control_characters', field := case {which} end, "
+                f"reason := 'field ' || case {which} end || ' contains control characters')",
+            )
+        )
     for column in contract.columns:
         if column.max_length is not None:
             name = quote_identifier(column.name)
-            rules.append((
-                f"length({name}) > {column.max_length}",
-                _problem("oversize_field", column.name,
-                         f"'field {column.name} is ' || length({name}) || ' characters, "
-                         f"over the limit of {column.max_length}'"),
-            ))
+            rules.append(
+                (
+                    f"length({name}) > {column.max_length}",
+                    _problem(
+                        "oversize_field",
+                        column.name,
+                        f"'field {column.name} is ' || length({name}) || ' characters, "
+                        f"over the limit of {column.max_length}'",
+                    ),
+                )
+            )
     horizon = literal(local_now.strftime("%Y-%m-%d %H:%M:%S"))
     for column in contract.columns:
         if column.type == "text":
@@ -148,44 +162,74 @@ def row_problem_expression(contract: SourceContract, local_now: datetime) -> str
         value = f"nullif(trim({quote_identifier(label)}), '')"
         typed = typed_column(label)
         quote = "''''"  # the SQL literal for one single quote
-        rules.append((
-            f"{value} is not null and {typed} is null",
-            _problem("unparseable_value", label,
-                     f"'field {label}: ' || {quote} || left({value}, 60) || {quote} || "
-                     f"' is not {_KIND_WORDS[column.type]}'"),
-        ))
+        rules.append(
+            (
+                f"{value} is not null and {typed} is null",
+                _problem(
+                    "unparseable_value",
+                    label,
+                    f"'field {label}: ' || {quote} || left({value}, 60) || {quote} || "
+                    f"' is not {_KIND_WORDS[column.type]}'",
+                ),
+            )
+        )
         if column.type in ("timestamp", "timestamptz", "date"):
-            rules.append((
-                f"{typed} > timestamp {horizon} + interval 1 day",
-                _problem("future_date", label,
-                         f"'field {label}: ' || cast({typed} as varchar) || ' is in the future'"),
-            ))
+            rules.append(
+                (
+                    f"{typed} > timestamp {horizon} + interval 1 day",
+                    _problem(
+                        "future_date",
+                        label,
+                        f"'field {label}: ' || cast({typed} as varchar) || ' is in the future'",
+                    ),
+                )
+            )
         if column.minimum is not None:
-            rules.append((
-                f"{typed} < {column.minimum}",
-                _problem("out_of_range", label,
-                         f"'field {label} is ' || cast({typed} as varchar) || "
-                         f"', below the minimum {column.minimum:g}'"),
-            ))
+            rules.append(
+                (
+                    f"{typed} < {column.minimum}",
+                    _problem(
+                        "out_of_range",
+                        label,
+                        f"'field {label} is ' || cast({typed} as varchar) || "
+                        f"', below the minimum {column.minimum:g}'",
+                    ),
+                )
+            )
         if column.maximum is not None:
-            rules.append((
-                f"{typed} > {column.maximum}",
-                _problem("out_of_range", label,
-                         f"'field {label} is ' || cast({typed} as varchar) || "
-                         f"', above the maximum {column.maximum:g}'"),
-            ))
+            rules.append(
+                (
+                    f"{typed} > {column.maximum}",
+                    _problem(
+                        "out_of_range",
+                        label,
+                        f"'field {label} is ' || cast({typed} as varchar) || "
+                        f"', above the maximum {column.maximum:g}'",
+                    ),
+                )
+            )
     if contract.at_least_one_of:
         empties = " and ".join(
-            f"nullif(trim({quote_identifier(c)}), '') is null" for c in contract.at_least_one_of)
+            f"nullif(trim({quote_identifier(c)}), '') is null" for c in contract.at_least_one_of
+        )
         names = ", ".join(contract.at_least_one_of)
-        rules.append((empties, _problem(
-            "missing_contact", None,
-            literal(f"{names} are all empty: the row cannot be tied to anyone"))))
+        rules.append(
+            (
+                empties,
+                _problem(
+                    "missing_contact",
+                    None,
+                    literal(f"{names} are all empty: the row cannot be tied to anyone"),
+                ),
+            )
+        )
     for earlier, later in contract.time_order:
-        rules.append((
-            f"{typed_column(later)} < {typed_column(earlier)}",
-            _problem("time_order", later, literal(f"{later} is before {earlier}")),
-        ))
+        rules.append(
+            (
+                f"{typed_column(later)} < {typed_column(earlier)}",
+                _problem("time_order", later, literal(f"{later} is before {earlier}")),
+            )
+        )
     whens = "\n        ".join(f"when {condition} then {problem}" for condition, problem in rules)
     return f"case\n        {whens}\n    end"
 
