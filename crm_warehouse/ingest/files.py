@@ -444,22 +444,23 @@ def _scan_csv_group(
         else f"null as {quote_identifier(c.name)}"
         for c in contract.columns
     )
-    # Good rows keep their order within a file; their lines are the lines no error claimed.
+    # Good rows keep their order within a file. In a file without errors row n is on line
+    # n + 1; in one with errors, row n is on the n-th line that no error claimed.
     conn.execute(f"""
         insert into {PARSED}
-        with per_file as (
-            select _readable, count(*) as good_rows from _csv_rows group by all
+        with file_start as (
+            select _readable, min(_scan_order) as first_scan_order, count(*) as good_rows
+            from _csv_rows group by all
         ),
         error_count as (
             select _readable, count(*) as error_rows from _csv_error_lines group by all
         ),
         all_lines as (
             select
-                per_file._readable,
-                unnest(range(2, per_file.good_rows + coalesce(error_count.error_rows, 0) + 2))
-                    as line
-            from per_file
-            left join error_count using (_readable)
+                file_start._readable,
+                unnest(range(2, file_start.good_rows + error_count.error_rows + 2)) as line
+            from file_start
+            join error_count using (_readable)
         ),
         free_lines as (
             select
@@ -471,13 +472,18 @@ def _scan_csv_group(
         ),
         ordered_rows as (
             select
-                *,
-                row_number() over (partition by _readable order by _scan_order) as ordinal
+                _csv_rows.*,
+                _scan_order - file_start.first_scan_order + 1 as ordinal
             from _csv_rows
+            join file_start using (_readable)
         )
-        select _csv_files._file, free_lines.line + _csv_files._offset, null, {selected}
+        select
+            _csv_files._file,
+            coalesce(free_lines.line, _csv_rows.ordinal + 1) + _csv_files._offset,
+            null,
+            {selected}
         from ordered_rows as _csv_rows
-        join free_lines using (_readable, ordinal)
+        left join free_lines using (_readable, ordinal)
         join _csv_files using (_readable)
     """)
     conn.unregister("_csv_files")
