@@ -14,6 +14,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -68,8 +69,13 @@ class BenchResults:
 
 
 def run_bench(
-    settings: Settings, sizes: list[int], days: int = 90, output: Path | None = None
+    settings: Settings,
+    sizes: list[int],
+    days: int = 90,
+    output: Path | None = None,
+    keep_work: bool = False,
 ) -> BenchResults:
+    """Benchmark each population size in a fresh work folder under CRM_HOME/bench."""
     settings.ensure_dirs()
     runs = []
     for customers in sizes:
@@ -80,7 +86,8 @@ def run_bench(
         try:
             runs.append(_bench_one(work, customers, days))
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            if not keep_work:
+                shutil.rmtree(work, ignore_errors=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = output or settings.bench_dir / f"bench-{stamp}.json"
     document = {
@@ -103,10 +110,12 @@ def run_bench(
 
 
 def _bench_one(work: Path, customers: int, days: int) -> dict[str, object]:
-    generate = _stage(work, ["generate", str(customers), str(days)])
-    ingest = _stage(work, ["ingest"])
-    bare = _stage(work, ["bare"])
-    staging = _dbt_build(work)
+    generate = _progress(
+        customers, "generate", _stage(work, ["generate", str(customers), str(days)])
+    )
+    ingest = _progress(customers, "ingest", _stage(work, ["ingest"]))
+    bare = _progress(customers, "bare readers", _stage(work, ["bare"]))
+    staging = _progress(customers, "staging (dbt build)", _dbt_build(work))
     sources: dict[str, dict[str, object]] = {}
     for source, figures in ingest.detail["sources"].items():  # type: ignore[union-attr]
         entry = dict(figures)
@@ -147,6 +156,16 @@ def _bench_one(work: Path, customers: int, days: int) -> dict[str, object]:
     }
 
 
+def _progress(customers: int, stage: str, result: StageResult) -> StageResult:
+    print(
+        f"[bench {customers:,}] {stage}: {result.seconds:.1f} s, peak {result.peak_rss_mb:.0f} MB"
+        f" {json.dumps(result.detail, ensure_ascii=False)[:400]}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return result
+
+
 def _stage(work: Path, arguments: list[str]) -> StageResult:
     command = [sys.executable, "-m", "crm_warehouse.bench_stages", str(work), *arguments]
     return _measure(command, env={**os.environ, "CRM_HOME": str(work)}, parse_json=True)
@@ -171,14 +190,21 @@ def _dbt_build(work: Path) -> StageResult:
 
 def _measure(command: list[str], env: dict[str, str], parse_json: bool) -> StageResult:
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    out = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    seconds = round(time.perf_counter() - started, 2)
-    if process.returncode != 0:
-        raise RuntimeError(f"bench stage failed ({process.returncode}): {' '.join(command)}")
+    with tempfile.TemporaryFile("w+") as errors:
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=errors, text=True
+        )
+        assert process.stdout is not None
+        out = process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        seconds = round(time.perf_counter() - started, 2)
+        if process.returncode != 0:
+            errors.seek(0)
+            raise RuntimeError(
+                f"bench stage failed ({process.returncode}): {' '.join(command)}"
+                f"\n{errors.read()[-3000:]}"
+            )
     detail = json.loads(out.strip().splitlines()[-1]) if parse_json else {}
     # Linux reports ru_maxrss in KiB.
     return StageResult(seconds, round(usage.ru_maxrss / 1024, 1), detail)

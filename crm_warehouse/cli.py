@@ -85,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--days", type=int, default=90)
     bench.add_argument("--output", type=Path, help="JSON file to write (default under bench/)")
+    bench.add_argument(
+        "--keep-work",
+        action="store_true",
+        help="keep each size's generated sources and warehouse for inspection",
+    )
     bench.set_defaults(handler=_bench)
     return parser
 
@@ -212,7 +217,9 @@ def _bench(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     sizes = [int(size) for size in str(args.customers).split(",") if size.strip()]
-    results = run_bench(settings, sizes, days=args.days, output=args.output)
+    results = run_bench(
+        settings, sizes, days=args.days, output=args.output, keep_work=args.keep_work
+    )
     print(results.render())
     print(f"results: {results.path}")
     return 0

@@ -16,7 +16,6 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 
 from crm_warehouse.ingest.batches import SourceCounts, batch
@@ -100,7 +99,7 @@ def load_file_sources(
             if fileset.format == "csv":
                 rejected += _read_csv_files(conn, fileset, pieces, scratch_dir)
             else:
-                rejected += _read_jsonl_files(conn, fileset, pieces)
+                rejected += _read_jsonl_files(conn, fileset, pieces, scratch_dir)
             counts.files += [piece.path.as_posix() for piece in pieces]
             conn.executemany(
                 "insert into meta.loaded_files values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -203,62 +202,235 @@ def _payload(raw: bytes) -> str:
     return raw.decode("utf-8", errors="backslashreplace")
 
 
-def _read_jsonl_files(
-    conn: duckdb.DuckDBPyConnection, fileset: FileSet, pieces: list[_Slice]
-) -> list[Rejected]:
-    """Lines of all pieces go to DuckDB as one Arrow table; DuckDB parses and extracts."""
-    contract = fileset.contract
-    rejected: list[Rejected] = []
-    names: list[str] = []
-    file_indexes, positions, texts = [], [], []
-    for index, piece in enumerate(pieces):
-        name = piece.path.as_posix()
-        names.append(name)
-        body = piece.data[piece.start_byte :]
-        lines, bad = _decode_lines(body, fileset.encoding)
-        if bad:
-            raw_lines = body.split(b"\n")
-            for bad_index in bad:
-                rejected.append(
-                    Rejected(
-                        name,
-                        piece.first_line + bad_index,
-                        "undecodable_bytes",
-                        f"line is not valid {fileset.encoding} text",
-                        _payload(raw_lines[bad_index]),
-                    )
-                )
-        file_indexes.append(np.full(len(lines), index, dtype=np.int32))
-        positions.append(np.arange(piece.first_line, piece.first_line + len(lines)))
-        texts += lines
-    conn.register(
-        "_jsonl_lines",
-        pa.table(
-            {
-                "_file_index": pa.array(np.concatenate(file_indexes)),
-                "_position": pa.array(np.concatenate(positions)),
-                "line": pa.array(texts, pa.string()),
-            }
-        ),
-    )
-    conn.register(
-        "_jsonl_files",
-        pa.table(
-            {
-                "_file_index": pa.array(range(len(names)), pa.int32()),
-                "_file": pa.array(names, pa.string()),
-            }
-        ),
-    )
-    # Empty lines (and undecodable ones, blanked above) are not rows.
-    conn.execute("""
-        create or replace temp table _jsonl_rows as
-        select _jsonl_files._file, _position, rtrim(line, chr(13)) as line
-        from _jsonl_lines join _jsonl_files using (_file_index)
-        where trim(line) <> ''
+def _is_utf8(encoding: str) -> bool:
+    return encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
+
+
+@dataclass(frozen=True)
+class _Readable:
+    """A piece as DuckDB will read it: the file itself, or a UTF-8 copy of its new lines."""
+
+    piece: _Slice
+    path: Path
+    offset: int  # file line = DuckDB line + offset
+
+
+# DuckDB's reader skips empty lines, which would shift every later line number: in a copy,
+# an empty JSON line becomes this one character (not a row, dropped after the scan).
+_EMPTY_LINE = b"\x02"
+# Prefixed to a line whose bytes are not valid in the source encoding: no UTF-8 reader
+# accepts 0xFF, so DuckDB rejects exactly that line, at its own line number.
+_INVALID_MARK = b"\xff"
+
+
+def _utf8_copy(
+    fileset: FileSet,
+    piece: _Slice,
+    prefix: bytes,
+    body: bytes,
+    scratch_dir: Path,
+    mark_empty: bool,
+) -> Path:
+    """Write `prefix` + `body` as UTF-8 lines, keeping every line where it was."""
+    if _is_utf8(fileset.encoding):
+        lines = body.split(b"\n")
+    else:
+        decoded, bad = _decode_lines(body, fileset.encoding)
+        lines = [line.encode("utf-8") for line in decoded]
+        raw = body.split(b"\n") if bad else []
+        for index in bad:
+            lines[index] = _INVALID_MARK + raw[index].replace(b"\r", b"")
+    if mark_empty:
+        last = len(lines) - 1
+        lines = [
+            _EMPTY_LINE if not line.strip() and index < last else line
+            for index, line in enumerate(lines)
+        ]
+    name = hashlib.sha1(f"{piece.path}:{piece.start_byte}".encode()).hexdigest()
+    copy = scratch_dir / f"{name}.txt"
+    copy.write_bytes(prefix + b"\n".join(lines))
+    return copy
+
+
+def _has_empty_lines(body: bytes) -> bool:
+    return body.startswith((b"\n", b"\r\n")) or b"\n\n" in body or b"\n\r\n" in body
+
+
+@dataclass(frozen=True)
+class _ScanError:
+    file: str
+    position: int
+    error_type: str
+    message: str
+    line_text: str
+    raw_line: bytes
+
+
+def _scan(
+    conn: duckdb.DuckDBPyConnection,
+    readables: list[_Readable],
+    columns: list[str],
+    options: str,
+    first_line: int,
+) -> list[_ScanError]:
+    """One DuckDB `read_csv` over all readables into temp table `_scanned`
+    (`_file`, `_position`, columns…); returns the lines its reader rejected.
+
+    DuckDB gives rejected lines their line numbers but good rows none: good rows keep their
+    order within a file, so in a file without errors row n is on line n + first_line - 1, and
+    in one with errors it is on the n-th line no error claimed.
+    """
+    spec = ", ".join(f"{literal(c)}: 'VARCHAR'" for c in columns)
+    paths = "[" + ", ".join(literal(r.path.as_posix()) for r in readables) + "]"
+    conn.execute(f"""
+        create or replace temp table _scan_rows as
+        select row_number() over () as _scan_order, *
+        from read_csv({paths}, auto_detect = false, columns = {{{spec}}}, {options},
+                      filename = '_readable', store_rejects = true,
+                      rejects_table = '_scan_errors', rejects_scan = '_scan_scans')
     """)
-    conn.unregister("_jsonl_lines")
-    conn.unregister("_jsonl_files")
+    conn.register(
+        "_scan_files",
+        pa.table(
+            {
+                "_readable": [r.path.as_posix() for r in readables],
+                "_file": [r.piece.path.as_posix() for r in readables],
+                "_offset": pa.array([r.offset for r in readables], pa.int64()),
+            }
+        ),
+    )
+    conn.execute("""
+        create or replace temp table _scan_error_lines as
+        select scans.file_path as _readable, errors.line,
+               min(errors.error_type) as error_type, min(errors.error_message) as message,
+               min(errors.csv_line) as line_text
+        from _scan_errors as errors
+        join _scan_scans as scans using (scan_id, file_id)
+        group by all
+    """)
+    by_readable = {r.path.as_posix(): r for r in readables}
+    errors = []
+    for readable_path, line, error_type, message, line_text in conn.execute(
+        "select * from _scan_error_lines order by all"
+    ).fetchall():
+        readable = by_readable[readable_path]
+        position = line + readable.offset
+        raw = (
+            readable.piece.data.split(b"\n")[position - 1]
+            if error_type == ("INVALID ENCODING")
+            else b""
+        )
+        errors.append(
+            _ScanError(
+                readable.piece.path.as_posix(), position, error_type, message, line_text, raw
+            )
+        )
+    selected = ", ".join(f"_scan_rows.{quote_identifier(c)}" for c in columns)
+    conn.execute(f"""
+        create or replace temp table _scanned as
+        with file_start as (
+            select _readable, min(_scan_order) as first_scan_order, count(*) as good_rows
+            from _scan_rows group by all
+        ),
+        error_count as (
+            select _readable, count(*) as error_rows from _scan_error_lines group by all
+        ),
+        all_lines as (
+            select
+                file_start._readable,
+                unnest(range({first_line},
+                             file_start.good_rows + error_count.error_rows + {first_line}))
+                    as line
+            from file_start
+            join error_count using (_readable)
+        ),
+        free_lines as (
+            select
+                _readable,
+                line,
+                row_number() over (partition by _readable order by line) as ordinal
+            from all_lines
+            anti join _scan_error_lines using (_readable, line)
+        ),
+        ordered_rows as (
+            select
+                _scan_rows.*,
+                _scan_order - file_start.first_scan_order + 1 as ordinal
+            from _scan_rows
+            join file_start using (_readable)
+        )
+        select
+            _scan_files._file,
+            coalesce(free_lines.line, _scan_rows.ordinal + {first_line - 1})
+                + _scan_files._offset as _position,
+            {selected}
+        from ordered_rows as _scan_rows
+        left join free_lines using (_readable, ordinal)
+        join _scan_files using (_readable)
+    """)
+    conn.unregister("_scan_files")
+    for table in ("_scan_rows", "_scan_errors", "_scan_scans", "_scan_error_lines"):
+        conn.execute(f"drop table {table}")
+    return errors
+
+
+def _reader_rejections(
+    errors: list[_ScanError], encoding: str, codes: dict[str, str]
+) -> list[Rejected]:
+    rejected = []
+    for error in errors:
+        if error.error_type == "INVALID ENCODING":
+            # The payload is the line as it is in the source file, bytes escaped.
+            rejected.append(
+                Rejected(
+                    error.file,
+                    error.position,
+                    "undecodable_bytes",
+                    f"line is not valid {encoding} text",
+                    _payload(error.raw_line),
+                )
+            )
+        else:
+            code = codes.get(error.error_type, "malformed_csv")
+            rejected.append(
+                Rejected(
+                    error.file,
+                    error.position,
+                    code,
+                    f"{error.error_type.lower()}: {error.message}",
+                    error.line_text,
+                )
+            )
+    return rejected
+
+
+_JSON_LINE_OPTIONS = (
+    # A valid JSON line holds no raw control character, so \x01 never splits one; a line
+    # that holds one is broken JSON and is rejected as such.
+    "header = false, delim = '\x01', quote = '', escape = '', max_line_size = 16777216"
+)
+_JSON_READER_ERRORS = {
+    "TOO MANY COLUMNS": "malformed_json",
+    "LINE SIZE OVER MAXIMUM": "oversize_field",
+}
+
+
+def _read_jsonl_files(
+    conn: duckdb.DuckDBPyConnection, fileset: FileSet, pieces: list[_Slice], scratch_dir: Path
+) -> list[Rejected]:
+    """DuckDB reads the lines of all pieces in one scan, then parses and extracts the JSON."""
+    contract = fileset.contract
+    readables = []
+    for piece in pieces:
+        body = piece.data[piece.start_byte :]
+        empty_lines = _has_empty_lines(body)
+        if _is_utf8(fileset.encoding) and piece.start_byte == 0 and not empty_lines:
+            readables.append(_Readable(piece, piece.path, 0))
+            continue
+        copy = _utf8_copy(fileset, piece, b"", body, scratch_dir, mark_empty=empty_lines)
+        readables.append(_Readable(piece, copy, piece.first_line - 1))
+    errors = _scan(conn, readables, ["line"], _JSON_LINE_OPTIONS, first_line=1)
+    rejected = _reader_rejections(errors, fileset.encoding, _JSON_READER_ERRORS)
     paths = [
         (column.name, "$." + '"' + accepted.replace('"', '\\"') + '"')
         for column in contract.columns
@@ -273,6 +445,13 @@ def _read_jsonl_files(
         + f") as {quote_identifier(column.name)}"
         for column in contract.columns
     )
+    # Blank lines are not rows.
+    conn.execute(f"""
+        create or replace temp table _jsonl_rows as
+        select _file, _position, rtrim(line, chr(13)) as line
+        from _scanned
+        where line <> {literal(_EMPTY_LINE.decode())} and trim(line) <> ''
+    """)
     malformed = conn.execute("""
         select _file, _position, line, json_valid(line) as valid
         from _jsonl_rows
@@ -290,7 +469,55 @@ def _read_jsonl_files(
             where json_valid(line) and json_type(line) = 'OBJECT'
         )
     """)
-    conn.execute("drop table _jsonl_rows")
+    for table in ("_jsonl_rows", "_scanned"):
+        conn.execute(f"drop table {table}")
+    return rejected
+
+
+_CSV_OPTIONS = "header = true, delim = ',', quote = '\"', escape = '\"'"
+
+
+def _read_csv_files(
+    conn: duckdb.DuckDBPyConnection, fileset: FileSet, pieces: list[_Slice], scratch_dir: Path
+) -> list[Rejected]:
+    """One DuckDB scan per header layout over all the pieces that share it."""
+    groups: dict[tuple[str, ...], list[_Readable]] = {}
+    for piece in pieces:
+        name = piece.path.as_posix()
+        header_end = piece.data.find(b"\n") + 1 or len(piece.data)
+        try:
+            header = piece.data[:header_end].decode(
+                "utf-8-sig" if _is_utf8(fileset.encoding) else fileset.encoding
+            )
+        except UnicodeDecodeError:
+            raise SourceContractError(
+                f"{name}: line 1: the header is not valid {fileset.encoding} text"
+            ) from None
+        columns = tuple(_header_columns(header.rstrip("\r\n"), fileset.contract, name))
+        if _is_utf8(fileset.encoding) and piece.start_byte == 0:
+            readable = _Readable(piece, piece.path, 0)
+        else:
+            body = (
+                piece.data[header_end:] if piece.start_byte == 0 else piece.data[piece.start_byte :]
+            )
+            copy = _utf8_copy(
+                fileset, piece, header.encode("utf-8"), body, scratch_dir, mark_empty=False
+            )
+            # The copy's line 1 is the header; its line 2 is the piece's first line.
+            readable = _Readable(piece, copy, piece.first_line - 2 if piece.start_byte else 0)
+        groups.setdefault(columns, []).append(readable)
+    rejected: list[Rejected] = []
+    for columns, readables in groups.items():
+        errors = _scan(conn, readables, list(columns), _CSV_OPTIONS, first_line=2)
+        rejected += _reader_rejections(errors, fileset.encoding, _READER_ERRORS)
+        selected = ", ".join(
+            quote_identifier(c.name) if c.name in columns else f"null as {quote_identifier(c.name)}"
+            for c in fileset.contract.columns
+        )
+        conn.execute(
+            f"insert into {PARSED} select _file, _position, null, {selected} from _scanned"
+        )
+        conn.execute("drop table _scanned")
     return rejected
 
 
@@ -317,185 +544,3 @@ def _header_columns(header: str, contract: SourceContract, file: str) -> list[st
             f"{file}: line 1: the header lacks required column(s) {accepted}; header was {cells}"
         )
     return names
-
-
-@dataclass(frozen=True)
-class _Readable:
-    """A piece as DuckDB will read it: the file itself, or a UTF-8 copy of its new lines."""
-
-    piece: _Slice
-    path: Path
-    offset: int  # file line = DuckDB line + offset
-    undecodable: frozenset[int]  # DuckDB lines that held bytes invalid in the source encoding
-
-
-def _readable(
-    fileset: FileSet, piece: _Slice, header_end: int, header: str, scratch_dir: Path
-) -> _Readable:
-    is_utf8 = _is_utf8(fileset.encoding)
-    data = piece.data
-    if is_utf8 and piece.start_byte == 0:
-        return _Readable(piece, piece.path, 0, frozenset())
-    body = data[header_end:] if piece.start_byte == 0 else data[piece.start_byte :]
-    bad_lines: list[int] = []
-    if is_utf8:
-        converted = data[:header_end] + body
-    else:
-        lines, bad_lines = _decode_lines(body, fileset.encoding)
-        for index in bad_lines:
-            lines[index] = ""
-        converted = header.encode("utf-8") + "\n".join(lines).encode("utf-8")
-        if bad_lines:
-            converted = _mark_invalid(converted, bad_lines, body.split(b"\n"))
-    name = hashlib.sha1(f"{piece.path}:{piece.start_byte}".encode()).hexdigest()
-    copy = scratch_dir / f"{name}.csv"
-    copy.write_bytes(converted)
-    # DuckDB's line 1 is the header; its line 2 is the piece's first line.
-    offset = piece.first_line - 2 if piece.start_byte else 0
-    return _Readable(piece, copy, offset, frozenset(index + 2 for index in bad_lines))
-
-
-def _is_utf8(encoding: str) -> bool:
-    return encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
-
-
-def _read_csv_files(
-    conn: duckdb.DuckDBPyConnection, fileset: FileSet, pieces: list[_Slice], scratch_dir: Path
-) -> list[Rejected]:
-    """One DuckDB scan per header layout over all the pieces that share it."""
-    groups: dict[tuple[str, ...], list[_Readable]] = {}
-    for piece in pieces:
-        name = piece.path.as_posix()
-        header_end = piece.data.find(b"\n") + 1 or len(piece.data)
-        try:
-            header = piece.data[:header_end].decode(
-                "utf-8-sig" if _is_utf8(fileset.encoding) else fileset.encoding
-            )
-        except UnicodeDecodeError:
-            raise SourceContractError(
-                f"{name}: line 1: the header is not valid {fileset.encoding} text"
-            ) from None
-        columns = tuple(_header_columns(header.rstrip("\r\n"), fileset.contract, name))
-        groups.setdefault(columns, []).append(
-            _readable(fileset, piece, header_end, header, scratch_dir)
-        )
-    rejected: list[Rejected] = []
-    for columns, readables in groups.items():
-        rejected += _scan_csv_group(conn, fileset, list(columns), readables)
-    return rejected
-
-
-def _scan_csv_group(
-    conn: duckdb.DuckDBPyConnection,
-    fileset: FileSet,
-    columns: list[str],
-    readables: list[_Readable],
-) -> list[Rejected]:
-    contract = fileset.contract
-    spec = ", ".join(f"{literal(c)}: 'VARCHAR'" for c in columns)
-    paths = "[" + ", ".join(literal(r.path.as_posix()) for r in readables) + "]"
-    conn.execute(f"""
-        create or replace temp table _csv_rows as
-        select row_number() over () as _scan_order, *
-        from read_csv({paths}, header = true, auto_detect = false,
-                      columns = {{{spec}}}, delim = ',', quote = '"', escape = '"',
-                      filename = '_readable', store_rejects = true,
-                      rejects_table = '_csv_errors', rejects_scan = '_csv_scans')
-    """)
-    conn.register(
-        "_csv_files",
-        pa.table(
-            {
-                "_readable": [r.path.as_posix() for r in readables],
-                "_file": [r.piece.path.as_posix() for r in readables],
-                "_offset": pa.array([r.offset for r in readables], pa.int64()),
-            }
-        ),
-    )
-    conn.execute("""
-        create or replace temp table _csv_error_lines as
-        select scans.file_path as _readable, errors.line,
-               min(errors.error_type) as error_type, min(errors.error_message) as message,
-               min(errors.csv_line) as csv_line
-        from _csv_errors as errors
-        join _csv_scans as scans using (scan_id, file_id)
-        group by all
-    """)
-    by_readable = {r.path.as_posix(): r for r in readables}
-    rejected = []
-    for readable_path, line, error_type, message, csv_line_text in conn.execute(
-        "select * from _csv_error_lines order by all"
-    ).fetchall():
-        readable = by_readable[readable_path]
-        position = line + readable.offset
-        name = readable.piece.path.as_posix()
-        code = _READER_ERRORS.get(error_type, "malformed_csv")
-        if error_type == "INVALID ENCODING" or line in readable.undecodable:
-            code = "undecodable_bytes"
-            reason = f"line is not valid {fileset.encoding} text"
-            payload = _payload(readable.piece.data.split(b"\n")[position - 1])
-        else:
-            reason = f"{error_type.lower()}: {message}"
-            payload = csv_line_text
-        rejected.append(Rejected(name, position, code, reason, payload))
-    selected = ", ".join(
-        f"_csv_rows.{quote_identifier(c.name)}"
-        if c.name in columns
-        else f"null as {quote_identifier(c.name)}"
-        for c in contract.columns
-    )
-    # Good rows keep their order within a file. In a file without errors row n is on line
-    # n + 1; in one with errors, row n is on the n-th line that no error claimed.
-    conn.execute(f"""
-        insert into {PARSED}
-        with file_start as (
-            select _readable, min(_scan_order) as first_scan_order, count(*) as good_rows
-            from _csv_rows group by all
-        ),
-        error_count as (
-            select _readable, count(*) as error_rows from _csv_error_lines group by all
-        ),
-        all_lines as (
-            select
-                file_start._readable,
-                unnest(range(2, file_start.good_rows + error_count.error_rows + 2)) as line
-            from file_start
-            join error_count using (_readable)
-        ),
-        free_lines as (
-            select
-                _readable,
-                line,
-                row_number() over (partition by _readable order by line) as ordinal
-            from all_lines
-            anti join _csv_error_lines using (_readable, line)
-        ),
-        ordered_rows as (
-            select
-                _csv_rows.*,
-                _scan_order - file_start.first_scan_order + 1 as ordinal
-            from _csv_rows
-            join file_start using (_readable)
-        )
-        select
-            _csv_files._file,
-            coalesce(free_lines.line, _csv_rows.ordinal + 1) + _csv_files._offset,
-            null,
-            {selected}
-        from ordered_rows as _csv_rows
-        left join free_lines using (_readable, ordinal)
-        join _csv_files using (_readable)
-    """)
-    conn.unregister("_csv_files")
-    for table in ("_csv_rows", "_csv_errors", "_csv_scans", "_csv_error_lines"):
-        conn.execute(f"drop table {table}")
-    return rejected
-
-
-def _mark_invalid(converted: bytes, bad_lines: list[int], raw_body: list[bytes]) -> bytes:
-    """Replace the placeholder of each undecodable line with bytes no UTF-8 reader accepts."""
-    header, _, body = converted.partition(b"\n")
-    lines = body.split(b"\n")
-    for index in bad_lines:
-        lines[index] = b"\xff" + raw_body[index].replace(b"\r", b"")
-    return header + b"\n" + b"\n".join(lines)

@@ -308,3 +308,35 @@ def test_an_exception_mid_batch_leaves_raw_unchanged(
         )
     assert "sales_customers" in tables_done  # customers were written before the failure
     assert _snapshot(warehouse) == before
+
+
+def test_json_lines_keep_their_line_numbers_across_blank_and_broken_lines(
+    crm_home: Settings, warehouse: duckdb.DuckDBPyConnection
+) -> None:
+    forms = crm_home.forms_dir
+    forms.mkdir(parents=True)
+    good = '{"id": "%s", "name": "王芳", "submitted_at": "2026-10-05T10:00:00+08:00"}'
+    lines = [
+        good % "J1",
+        "",
+        good % "J2",
+        '{"id": "J3", "name": "x\x01"',
+        "[1, 2]",
+        "\r",
+        good % "J4",
+    ]
+    (forms / "submissions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fileset = FileSet(FORM_SUBMISSIONS, forms, "*.jsonl", "jsonl")
+
+    counts = load_file_sources(warehouse, [fileset], "Asia/Shanghai", crm_home.scratch_dir)
+
+    assert (counts.rows_in, counts.rows_loaded, counts.rows_quarantined) == (5, 3, 2)
+    loaded = warehouse.execute(
+        "select submission_id, _source_position, submitted_at from raw.form_submissions order by 2"
+    ).fetchall()
+    assert [(sid, pos) for sid, pos, _ in loaded] == [("J1", 1), ("J2", 3), ("J4", 7)]
+    assert str(loaded[0][2]) == "2026-10-05 10:00:00"  # the offset's local time
+    held = warehouse.execute(
+        "select position, reason_code from quarantine.rejected_rows order by 1"
+    ).fetchall()
+    assert held == [(4, "malformed_json"), (5, "malformed_json")]
