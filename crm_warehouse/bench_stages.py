@@ -72,6 +72,7 @@ def _bare(settings: Settings) -> dict[str, object]:
     timings: dict[str, object] = {}
     # Into a database file, as ingest does: a load that does not persist is not a load.
     baseline = settings.scratch_dir / "bare-readers.duckdb"
+    baseline.unlink(missing_ok=True)
     # DuckDB's defaults: its JSON reader needs more than ingest's memory limit to sniff.
     with duckdb.connect(str(baseline)) as conn:
         for source in FILE_SOURCE_ORDER:
@@ -113,7 +114,8 @@ def _bare_read(
             decoded.append(copy)
         paths = decoded
     listed = [p.as_posix() for p in paths]
-    header = paths[0].read_text(encoding="utf-8-sig").split("\n", 1)[0]
+    with paths[0].open("rb") as first:
+        header = first.readline().decode("utf-8-sig", errors="replace")
     columns = {f"column_{i}": "VARCHAR" for i, _ in enumerate(header.split(","))}
     # The same reader settings as ingest: a declared layout, no sniffing.
     conn.execute(

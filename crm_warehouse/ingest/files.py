@@ -309,17 +309,18 @@ def _scan(
         group by all
     """)
     by_readable = {r.path.as_posix(): r for r in readables}
+    split_lines: dict[str, list[bytes]] = {}  # a file's lines, split once when needed
     errors = []
     for readable_path, line, error_type, message, line_text in conn.execute(
         "select * from _scan_error_lines order by all"
     ).fetchall():
         readable = by_readable[readable_path]
         position = line + readable.offset
-        raw = (
-            readable.piece.data.split(b"\n")[position - 1]
-            if error_type == ("INVALID ENCODING")
-            else b""
-        )
+        raw = b""
+        if error_type == "INVALID ENCODING":
+            if readable_path not in split_lines:
+                split_lines[readable_path] = readable.piece.data.split(b"\n")
+            raw = split_lines[readable_path][position - 1]
         errors.append(
             _ScanError(
                 readable.piece.path.as_posix(), position, error_type, message, line_text, raw
@@ -445,12 +446,13 @@ def _read_jsonl_files(
         + f") as {quote_identifier(column.name)}"
         for column in contract.columns
     )
-    # Blank lines are not rows.
+    # Blank lines are not rows. (A trailing \r is JSON white space: no need to strip it.)
     conn.execute(f"""
         create or replace temp table _jsonl_rows as
-        select _file, _position, rtrim(line, chr(13)) as line
+        select _file, _position, line
         from _scanned
-        where line <> {literal(_EMPTY_LINE.decode())} and trim(line) <> ''
+        where line <> {literal(_EMPTY_LINE.decode())}
+          and not (length(line) <= 16 and trim(line) = '')
     """)
     malformed = conn.execute("""
         select _file, _position, line, json_valid(line) as valid
