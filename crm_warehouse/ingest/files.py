@@ -273,8 +273,9 @@ def _scan(
     options: str,
     first_line: int,
 ) -> list[_ScanError]:
-    """One DuckDB `read_csv` over all readables into temp table `_scanned`
-    (`_file`, `_position`, columns…); returns the lines its reader rejected.
+    """One DuckDB `read_csv` over all readables, seen through temp view `_scanned`
+    (`_file`, `_position`, columns…); returns the lines its reader rejected. The caller
+    reads `_scanned` once, then calls `_drop_scan`.
 
     DuckDB gives rejected lines their line numbers but good rows none: good rows keep their
     order within a file, so in a file without errors row n is on line n + first_line - 1, and
@@ -290,7 +291,7 @@ def _scan(
                       rejects_table = '_scan_errors', rejects_scan = '_scan_scans')
     """)
     conn.register(
-        "_scan_files",
+        "_scan_files_arrow",
         pa.table(
             {
                 "_readable": [r.path.as_posix() for r in readables],
@@ -299,6 +300,8 @@ def _scan(
             }
         ),
     )
+    conn.execute("create or replace temp table _scan_files as select * from _scan_files_arrow")
+    conn.unregister("_scan_files_arrow")
     conn.execute("""
         create or replace temp table _scan_error_lines as
         select scans.file_path as _readable, errors.line,
@@ -328,7 +331,7 @@ def _scan(
         )
     selected = ", ".join(f"_scan_rows.{quote_identifier(c)}" for c in columns)
     conn.execute(f"""
-        create or replace temp table _scanned as
+        create or replace temp view _scanned as
         with file_start as (
             select _readable, min(_scan_order) as first_scan_order, count(*) as good_rows
             from _scan_rows group by all
@@ -369,10 +372,16 @@ def _scan(
         left join free_lines using (_readable, ordinal)
         join _scan_files using (_readable)
     """)
-    conn.unregister("_scan_files")
-    for table in ("_scan_rows", "_scan_errors", "_scan_scans", "_scan_error_lines"):
+    for table in ("_scan_errors", "_scan_scans"):
         conn.execute(f"drop table {table}")
     return errors
+
+
+def _drop_scan(conn: duckdb.DuckDBPyConnection) -> None:
+    """Drop the `_scanned` view and what it reads, once its rows have been taken."""
+    conn.execute("drop view _scanned")
+    for table in ("_scan_rows", "_scan_files", "_scan_error_lines"):
+        conn.execute(f"drop table {table}")
 
 
 def _reader_rejections(
@@ -454,6 +463,7 @@ def _read_jsonl_files(
         where line <> {literal(_EMPTY_LINE.decode())}
           and not (length(line) <= 16 and trim(line) = '')
     """)
+    _drop_scan(conn)
     malformed = conn.execute("""
         select _file, _position, line, json_valid(line) as valid
         from _jsonl_rows
@@ -471,8 +481,7 @@ def _read_jsonl_files(
             where json_valid(line) and json_type(line) = 'OBJECT'
         )
     """)
-    for table in ("_jsonl_rows", "_scanned"):
-        conn.execute(f"drop table {table}")
+    conn.execute("drop table _jsonl_rows")
     return rejected
 
 
@@ -519,7 +528,7 @@ def _read_csv_files(
         conn.execute(
             f"insert into {PARSED} select _file, _position, null, {selected} from _scanned"
         )
-        conn.execute("drop table _scanned")
+        _drop_scan(conn)
     return rejected
 
 
