@@ -285,7 +285,7 @@ def _scan(
     paths = "[" + ", ".join(literal(r.path.as_posix()) for r in readables) + "]"
     conn.execute(f"""
         create or replace temp table _scan_rows as
-        select row_number() over () as _scan_order, *
+        select *
         from read_csv({paths}, auto_detect = false, columns = {{{spec}}}, {options},
                       filename = '_readable', store_rejects = true,
                       rejects_table = '_scan_errors', rejects_scan = '_scan_scans')
@@ -333,7 +333,7 @@ def _scan(
     conn.execute(f"""
         create or replace temp view _scanned as
         with file_start as (
-            select _readable, min(_scan_order) as first_scan_order, count(*) as good_rows
+            select _readable, min(rowid) as first_scan_order, count(*) as good_rows
             from _scan_rows group by all
         ),
         error_count as (
@@ -359,7 +359,7 @@ def _scan(
         ordered_rows as (
             select
                 _scan_rows.*,
-                _scan_order - file_start.first_scan_order + 1 as ordinal
+                _scan_rows.rowid - file_start.first_scan_order + 1 as ordinal
             from _scan_rows
             join file_start using (_readable)
         )

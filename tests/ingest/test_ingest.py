@@ -340,3 +340,25 @@ def test_json_lines_keep_their_line_numbers_across_blank_and_broken_lines(
         "select position, reason_code from quarantine.rejected_rows order by 1"
     ).fetchall()
     assert held == [(4, "malformed_json"), (5, "malformed_json")]
+
+
+def test_every_loaded_row_points_at_its_source_line(
+    sourced_home: Settings, warehouse: duckdb.DuckDBPyConnection
+) -> None:
+    ingest_all(warehouse, sourced_home)
+    lines: dict[str, list[bytes]] = {}
+    checked = 0
+    for table, key in (
+        ("calls", "call_id"),
+        ("form_submissions", "submission_id"),
+        ("tickets", "ticket_id"),
+        ("campaign_touches", "touch_id"),
+    ):
+        for value, file, position in warehouse.execute(
+            f"select {key}, _source_file, _source_position from raw.{table}"
+        ).fetchall():
+            if file not in lines:
+                lines[file] = Path(file).read_bytes().split(b"\n")
+            assert value.encode() in lines[file][position - 1], (table, value, file, position)
+            checked += 1
+    assert checked > 1_000
