@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -182,22 +183,6 @@ class _Ledger:
         return _Slice(path, data, 0, 1, digest)
 
 
-def _decode_lines(data: bytes, encoding: str) -> tuple[list[str], list[int]]:
-    """Decode line by line only when the whole does not decode; returns lines and the
-    indexes of lines that are not valid in `encoding` (those hold the empty string)."""
-    try:
-        return data.decode(encoding).split("\n"), []
-    except UnicodeDecodeError:
-        lines, bad = [], []
-        for index, raw in enumerate(data.split(b"\n")):
-            try:
-                lines.append(raw.decode(encoding))
-            except UnicodeDecodeError:
-                lines.append("")
-                bad.append(index)
-        return lines, bad
-
-
 def _payload(raw: bytes) -> str:
     return raw.decode("utf-8", errors="backslashreplace")
 
@@ -223,6 +208,23 @@ _EMPTY_LINE = b"\x02"
 _INVALID_MARK = b"\xff"
 
 
+def _to_utf8(body: bytes, encoding: str) -> bytes:
+    """`body` re-encoded as UTF-8, line for line. A line holding bytes that are not valid in
+    `encoding` keeps its bytes behind `_INVALID_MARK`, so DuckDB rejects exactly that line."""
+    # surrogateescape carries undecodable bytes through as lone surrogates, in C, at once.
+    text = body.decode(encoding, errors="surrogateescape")
+    if _UNDECODED.search(text):
+        lines = text.split("\n")
+        for index, line in enumerate(lines):
+            if _UNDECODED.search(line):
+                lines[index] = _INVALID_MARK.decode("utf-8", "surrogateescape") + line
+        text = "\n".join(lines)
+    return text.encode("utf-8", errors="surrogateescape")
+
+
+_UNDECODED = re.compile("[\udc80-\udcff]")
+
+
 def _utf8_copy(
     fileset: FileSet,
     piece: _Slice,
@@ -232,23 +234,17 @@ def _utf8_copy(
     mark_empty: bool,
 ) -> Path:
     """Write `prefix` + `body` as UTF-8 lines, keeping every line where it was."""
-    if _is_utf8(fileset.encoding):
-        lines = body.split(b"\n")
-    else:
-        decoded, bad = _decode_lines(body, fileset.encoding)
-        lines = [line.encode("utf-8") for line in decoded]
-        raw = body.split(b"\n") if bad else []
-        for index in bad:
-            lines[index] = _INVALID_MARK + raw[index].replace(b"\r", b"")
+    converted = body if _is_utf8(fileset.encoding) else _to_utf8(body, fileset.encoding)
     if mark_empty:
+        lines = converted.split(b"\n")
         last = len(lines) - 1
-        lines = [
+        converted = b"\n".join(
             _EMPTY_LINE if not line.strip() and index < last else line
             for index, line in enumerate(lines)
-        ]
+        )
     name = hashlib.sha1(f"{piece.path}:{piece.start_byte}".encode()).hexdigest()
     copy = scratch_dir / f"{name}.txt"
-    copy.write_bytes(prefix + b"\n".join(lines))
+    copy.write_bytes(prefix + converted)
     return copy
 
 
