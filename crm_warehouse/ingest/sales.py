@@ -1,7 +1,7 @@
 """The sales system (any SQLAlchemy URL): pulled incrementally by `updated_at`, upserted by id.
 
-Each table is read from its watermark (the latest `updated_at` seen) onwards, in chunks, with
-every column cast to text by the source database so DuckDB validates one uniform shape. Versions
+Each table is one batch, read from its watermark (the latest `updated_at` seen) onwards, in
+chunks, every column cast to text by the source database so DuckDB validates one shape. Versions
 already loaded or quarantined are dropped before counting, so a pull that finds nothing new
 changes nothing; `>=` rather than `>` keeps rows that committed late with the watermark's time.
 """
@@ -15,7 +15,7 @@ import duckdb
 import pandas as pd
 import sqlalchemy as sa
 
-from crm_warehouse.ingest.batches import SourceCounts, batch
+from crm_warehouse.ingest.batches import Batch, SourceCounts, batch
 from crm_warehouse.ingest.contracts import SALES_CONTRACTS, SourceContract
 from crm_warehouse.ingest.rows import PARSED, create_parsed_table, write_parsed
 from crm_warehouse.ingest.validation import (
@@ -41,47 +41,80 @@ def pull_sales(
     chunk_rows: int = 200_000,
     now: datetime | None = None,
 ) -> dict[str, SourceCounts]:
-    """Pull every sales table's new versions in one all-or-nothing batch."""
+    """Pull every sales table's new versions, each table one all-or-nothing batch.
+
+    Referenced tables go first, so an order is checked against the customers loaded just
+    before it. A table is streamed from the source in chunks into one staging table and
+    validated in a single pass: the batch's memory is that table's, not every chunk's
+    (DuckDB keeps what a transaction dropped until it ends).
+    """
     zone = ZoneInfo(timezone)
     now = now or datetime.now(zone)
     local_now = now.astimezone(zone).replace(tzinfo=None)
     loaded_at = now.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
     engine = sa.create_engine(sales_url)
+    results: dict[str, SourceCounts] = {}
     try:
-        with batch(conn) as current, engine.connect() as source:
+        with engine.connect() as source:
             for logical in PULL_ORDER:
                 contract = SALES_CONTRACTS[logical]
-                table = _reflect(source, tables[logical], contract)
-                watermark = _watermark(conn, contract.source)
-                query = _select_since(table, contract, watermark)
-                counts = current.source(contract.source)
-                newest = watermark
-                for chunk in pd.read_sql(query, source, chunksize=chunk_rows):
-                    create_parsed_table(conn, contract)
-                    chunk = chunk.astype("string")
-                    chunk.insert(0, "_payload", pd.Series([None] * len(chunk), dtype="string"))
-                    chunk.insert(0, "_position", chunk["id"].astype("Int64"))
-                    chunk.insert(0, "_file", f"{tables[logical]}")
-                    conn.register("_chunk", chunk)
-                    conn.execute(f"insert into {PARSED} by name select * from _chunk")
-                    conn.unregister("_chunk")
-                    _drop_versions_already_seen(conn, contract, timezone)
-                    write_parsed(conn, current, contract, timezone, local_now, loaded_at)
-                    chunk_newest = chunk["updated_at"].dropna().max()
-                    if pd.notna(chunk_newest) and (newest is None or chunk_newest > newest):
-                        newest = str(chunk_newest)
-                if newest is not None and newest != watermark:
-                    conn.execute(
-                        "insert or replace into meta.watermarks values (?, ?, ?, ?)",
-                        [contract.source, newest, current.batch_id, loaded_at],
+                with batch(conn) as current:
+                    results[contract.source] = _pull_table(
+                        conn,
+                        current,
+                        source,
+                        tables[logical],
+                        contract,
+                        timezone,
+                        chunk_rows,
+                        local_now,
+                        loaded_at,
                     )
-                if counts.rows_in:
-                    counts.files.append(tables[logical])
     finally:
         engine.dispose()
-    return {
-        SALES_CONTRACTS[t].source: current.source(SALES_CONTRACTS[t].source) for t in PULL_ORDER
-    }
+    return results
+
+
+def _pull_table(
+    conn: duckdb.DuckDBPyConnection,
+    current: Batch,
+    source: sa.Connection,
+    table_name: str,
+    contract: SourceContract,
+    timezone: str,
+    chunk_rows: int,
+    local_now: datetime,
+    loaded_at: datetime,
+) -> SourceCounts:
+    table = _reflect(source, table_name, contract)
+    watermark = _watermark(conn, contract.source)
+    counts = current.source(contract.source)
+    create_parsed_table(conn, contract)
+    newest = watermark
+    for chunk in pd.read_sql(
+        _select_since(table, contract, watermark), source, chunksize=chunk_rows
+    ):
+        chunk = chunk.astype("string")
+        chunk.insert(0, "_payload", pd.Series([None] * len(chunk), dtype="string"))
+        chunk.insert(0, "_position", chunk["id"].astype("Int64"))
+        chunk.insert(0, "_file", table_name)
+        conn.register("_chunk", chunk)
+        conn.execute(f"insert into {PARSED} by name select * from _chunk")
+        conn.unregister("_chunk")
+        chunk_newest = chunk["updated_at"].dropna().max()
+        if pd.notna(chunk_newest) and (newest is None or chunk_newest > newest):
+            newest = str(chunk_newest)
+    _drop_versions_already_seen(conn, contract, timezone)
+    write_parsed(conn, current, contract, timezone, local_now, loaded_at)
+    conn.execute(f"drop table {PARSED}")
+    if newest is not None and newest != watermark:
+        conn.execute(
+            "insert or replace into meta.watermarks values (?, ?, ?, ?)",
+            [contract.source, newest, current.batch_id, loaded_at],
+        )
+    if counts.rows_in:
+        counts.files.append(table_name)
+    return counts
 
 
 def _reflect(source: sa.Connection, name: str, contract: SourceContract) -> sa.Table:

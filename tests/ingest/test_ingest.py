@@ -286,19 +286,20 @@ def test_an_exception_mid_batch_leaves_raw_unchanged(
         return real_read_csv(*args, **kwargs)
 
     monkeypatch.setattr(files_module, "_read_csv_files", read_then_fail)
-    real_drop = sales_module._drop_versions_already_seen
-    tables_done = []
+    real_write = sales_module.write_parsed
+    tables_written = []
 
-    def fail_on_orders(conn, contract, timezone):
-        tables_done.append(contract.source)
+    def write_then_fail_on_orders(conn, batch, contract, *args):
+        real_write(conn, batch, contract, *args)  # the orders are in raw now …
+        tables_written.append(contract.source)
         if contract.source == "sales_orders":
-            raise ConnectionError("sales system went away")
-        real_drop(conn, contract, timezone)
+            raise ConnectionError("sales system went away")  # … until the rollback
 
-    monkeypatch.setattr(sales_module, "_drop_versions_already_seen", fail_on_orders)
+    monkeypatch.setattr(sales_module, "write_parsed", write_then_fail_on_orders)
 
     with pytest.raises(OSError, match="disk went away"):
         ingest_all(warehouse, sourced_home)  # forms: the JSON lines are in, then a CSV fails
+    assert _snapshot(warehouse) == before
     with pytest.raises(ConnectionError):
         sales_module.pull_sales(
             warehouse,
@@ -306,8 +307,21 @@ def test_an_exception_mid_batch_leaves_raw_unchanged(
             sourced_home.sales_tables,
             sourced_home.source_timezone,
         )
-    assert "sales_customers" in tables_done  # customers were written before the failure
-    assert _snapshot(warehouse) == before
+    assert tables_written[-1] == "sales_orders"
+    after = _snapshot(warehouse)
+    # Each sales table is its own batch: the customers batch completed, the orders batch
+    # left nothing behind.
+    assert after["raw.sales_customers"] != before["raw.sales_customers"]
+    for table in ("raw.sales_orders", "raw.sales_order_lines"):
+        assert after[table] == before[table]
+    assert [w for w in after["meta.watermarks"] if w[0] == "sales_orders"] == [
+        w for w in before["meta.watermarks"] if w[0] == "sales_orders"
+    ]
+    assert not [
+        b
+        for b in after["meta.batches"]
+        if b[1] == "sales_orders" and b not in before["meta.batches"]
+    ]
 
 
 def test_json_lines_keep_their_line_numbers_across_blank_and_broken_lines(
