@@ -39,7 +39,7 @@ class Settings:
     forms_csv_encoding: str = "gb18030"
     sales_chunk_rows: int = 200_000
     # DuckDB spills to CRM_HOME/tmp past this, so a million customers ingest in bounded memory.
-    duckdb_memory_limit: str = "1GB"
+    duckdb_memory_limit: str = "768MB"
     dbt_target: str = "dev"
 
     @property
@@ -117,7 +117,7 @@ class Settings:
             ),
             sales_chunk_rows=chunk_rows,
             duckdb_memory_limit=str(
-                setting("CRM_DUCKDB_MEMORY_LIMIT", "duckdb_memory_limit", "1GB")
+                setting("CRM_DUCKDB_MEMORY_LIMIT", "duckdb_memory_limit", "768MB")
             ),
             dbt_target=str(setting("CRM_DBT_TARGET", "dbt_target", "dev")),
         )
