@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-import sqlite3
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -489,7 +488,7 @@ class _Run:
                 kind = None
             else:
                 line = self.files.append(path, previous)
-                self._record_bad("forms", path, line, orjson_id(previous), kind)
+                self._record_bad("forms", path, line, _json_id(previous), kind)
         if kind == "future_date":
             record["submitted_at"] = FUTURE.strftime("%Y-%m-%dT%H:%M:%S+08:00")
         elif kind == "unparseable_date":
@@ -932,10 +931,6 @@ def _member_no(customer_id: int) -> str:
     return f"M{customer_id + 10_000_000:08d}"
 
 
-def orjson_id(line: bytes) -> str:
+def _json_id(line: bytes) -> str:
     """The `id` of a JSON line the generator wrote itself (used to label duplicates)."""
     return str(json.loads(line)["id"])
-
-
-def open_sales(sources_dir: Path) -> sqlite3.Connection:
-    return sqlite3.connect(sources_dir / "sales" / "sales.db")
