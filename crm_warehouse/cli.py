@@ -200,8 +200,11 @@ def _contracts(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
+    from orchestration.run import dagster_instance
+
     settings = Settings.from_env()
     settings.ensure_dirs()
+    dagster_instance(settings)  # writes the instance's dagster.yaml on first use
     env = {
         **os.environ,
         "DAGSTER_HOME": str(settings.dagster_home),

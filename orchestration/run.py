@@ -20,8 +20,19 @@ class RunOutcome:
     failed_checks: list[str]
 
 
+DAGSTER_YAML = """\
+# Dagster's instance under CRM_HOME: runs, event logs and schedules in SQLite files here.
+# Usage statistics stay off for a warehouse of customer data; set enabled: true to share them.
+telemetry:
+  enabled: false
+"""
+
+
 def dagster_instance(settings: Settings) -> dg.DagsterInstance:
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    config = settings.dagster_home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML, encoding="utf-8")
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     return dg.DagsterInstance.get()
 
