@@ -87,9 +87,10 @@ def load_file_sources(
     with batch(conn) as current:
         counts = current.source(contract.source)
         ledger = _Ledger.read(conn, contract.source)
-        create_parsed_table(conn, contract)
         rejected: list[Rejected] = []
-        for fileset in filesets:
+        parts: list[str] = []
+        temporaries: list[str] = []  # views first: dropped in this order after the load
+        for number, fileset in enumerate(filesets):
             pieces = [
                 piece
                 for path in sorted(fileset.directory.glob(fileset.pattern))
@@ -97,10 +98,12 @@ def load_file_sources(
             ]
             if not pieces:
                 continue
-            if fileset.format == "csv":
-                rejected += _read_csv_files(conn, fileset, pieces, scratch_dir)
-            else:
-                rejected += _read_jsonl_files(conn, fileset, pieces, scratch_dir)
+            reader = _read_csv_files if fileset.format == "csv" else _read_jsonl_files
+            fileset_rejected, fileset_parts = reader(
+                conn, fileset, pieces, scratch_dir, str(number), temporaries
+            )
+            rejected += fileset_rejected
+            parts += fileset_parts
             counts.files += [piece.path.as_posix() for piece in pieces]
             conn.executemany(
                 "insert into meta.loaded_files values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -119,11 +122,20 @@ def load_file_sources(
                     for piece in pieces
                 ],
             )
+        # The rows of every file set, read through views: nothing is copied before checking.
+        if parts:
+            union = " union all ".join(f"select * from {part}" for part in parts)
+            conn.execute(f"create or replace temp view {PARSED} as {union}")
+            temporaries.insert(0, f"view {PARSED}")
+        else:
+            create_parsed_table(conn, contract)
+            temporaries.insert(0, f"table {PARSED}")
         quarantine_rejected(conn, current, contract.source, rejected, loaded_at)
         write_parsed(conn, current, contract, timezone, local_now, loaded_at)
         if counts.files:
             _record_rows_per_file(conn, contract, current.batch_id)
-        conn.execute(f"drop table {PARSED}")
+        for temporary in temporaries:
+            conn.execute(f"drop {temporary}")
     return counts
 
 
@@ -268,10 +280,12 @@ def _scan(
     columns: list[str],
     options: str,
     first_line: int,
+    tag: str,
+    temporaries: list[str],
 ) -> list[_ScanError]:
-    """One DuckDB `read_csv` over all readables, seen through temp view `_scanned`
-    (`_file`, `_position`, columns…); returns the lines its reader rejected. The caller
-    reads `_scanned` once, then calls `_drop_scan`.
+    """One DuckDB `read_csv` over all readables, seen through temp view `_scanned_<tag>`
+    (`_file`, `_position`, columns…); returns the lines its reader rejected. What must be
+    dropped once the batch has used the view is added to `temporaries`, in drop order.
 
     DuckDB gives rejected lines their line numbers but good rows none: good rows keep their
     order within a file, so in a file without errors row n is on line n + first_line - 1, and
@@ -280,14 +294,14 @@ def _scan(
     spec = ", ".join(f"{literal(c)}: 'VARCHAR'" for c in columns)
     paths = "[" + ", ".join(literal(r.path.as_posix()) for r in readables) + "]"
     conn.execute(f"""
-        create or replace temp table _scan_rows as
+        create or replace temp table _scan_rows_{tag} as
         select *
         from read_csv({paths}, auto_detect = false, columns = {{{spec}}}, {options},
                       filename = '_readable', store_rejects = true,
                       rejects_table = '_scan_errors', rejects_scan = '_scan_scans')
     """)
     conn.register(
-        "_scan_files_arrow",
+        f"_scan_files_arrow_{tag}",
         pa.table(
             {
                 "_readable": [r.path.as_posix() for r in readables],
@@ -296,10 +310,12 @@ def _scan(
             }
         ),
     )
-    conn.execute("create or replace temp table _scan_files as select * from _scan_files_arrow")
-    conn.unregister("_scan_files_arrow")
-    conn.execute("""
-        create or replace temp table _scan_error_lines as
+    conn.execute(
+        f"create or replace temp table _scan_files_{tag} as select * from _scan_files_arrow_{tag}"
+    )
+    conn.unregister(f"_scan_files_arrow_{tag}")
+    conn.execute(f"""
+        create or replace temp table _scan_error_lines_{tag} as
         select scans.file_path as _readable, errors.line,
                min(errors.error_type) as error_type, min(errors.error_message) as message,
                min(errors.csv_line) as line_text
@@ -311,7 +327,7 @@ def _scan(
     split_lines: dict[str, list[bytes]] = {}  # a file's lines, split once when needed
     errors = []
     for readable_path, line, error_type, message, line_text in conn.execute(
-        "select * from _scan_error_lines order by all"
+        f"select * from _scan_error_lines_{tag} order by all"
     ).fetchall():
         readable = by_readable[readable_path]
         position = line + readable.offset
@@ -327,13 +343,13 @@ def _scan(
         )
     selected = ", ".join(f"_scan_rows.{quote_identifier(c)}" for c in columns)
     conn.execute(f"""
-        create or replace temp view _scanned as
+        create or replace temp view _scanned_{tag} as
         with file_start as (
             select _readable, min(rowid) as first_scan_order, count(*) as good_rows
-            from _scan_rows group by all
+            from _scan_rows_{tag} group by all
         ),
         error_count as (
-            select _readable, count(*) as error_rows from _scan_error_lines group by all
+            select _readable, count(*) as error_rows from _scan_error_lines_{tag} group by all
         ),
         all_lines as (
             select
@@ -350,34 +366,33 @@ def _scan(
                 line,
                 row_number() over (partition by _readable order by line) as ordinal
             from all_lines
-            anti join _scan_error_lines using (_readable, line)
+            anti join _scan_error_lines_{tag} using (_readable, line)
         ),
         ordered_rows as (
             select
                 _scan_rows.*,
                 _scan_rows.rowid - file_start.first_scan_order + 1 as ordinal
-            from _scan_rows
+            from _scan_rows_{tag} as _scan_rows
             join file_start using (_readable)
         )
         select
-            _scan_files._file,
+            _scan_files_{tag}._file,
             coalesce(free_lines.line, _scan_rows.ordinal + {first_line - 1})
-                + _scan_files._offset as _position,
+                + _scan_files_{tag}._offset as _position,
             {selected}
         from ordered_rows as _scan_rows
         left join free_lines using (_readable, ordinal)
-        join _scan_files using (_readable)
+        join _scan_files_{tag} using (_readable)
     """)
     for table in ("_scan_errors", "_scan_scans"):
         conn.execute(f"drop table {table}")
+    temporaries += [
+        f"view _scanned_{tag}",
+        f"table _scan_rows_{tag}",
+        f"table _scan_files_{tag}",
+        f"table _scan_error_lines_{tag}",
+    ]
     return errors
-
-
-def _drop_scan(conn: duckdb.DuckDBPyConnection) -> None:
-    """Drop the `_scanned` view and what it reads, once its rows have been taken."""
-    conn.execute("drop view _scanned")
-    for table in ("_scan_rows", "_scan_files", "_scan_error_lines"):
-        conn.execute(f"drop table {table}")
 
 
 def _reader_rejections(
@@ -422,9 +437,16 @@ _JSON_READER_ERRORS = {
 
 
 def _read_jsonl_files(
-    conn: duckdb.DuckDBPyConnection, fileset: FileSet, pieces: list[_Slice], scratch_dir: Path
-) -> list[Rejected]:
-    """DuckDB reads the lines of all pieces in one scan, then parses and extracts the JSON."""
+    conn: duckdb.DuckDBPyConnection,
+    fileset: FileSet,
+    pieces: list[_Slice],
+    scratch_dir: Path,
+    tag: str,
+    temporaries: list[str],
+) -> tuple[list[Rejected], list[str]]:
+    """DuckDB reads the lines of all pieces in one scan, then parses and extracts the JSON.
+
+    Returns the rows the readers rejected and the view holding the parsed rows."""
     contract = fileset.contract
     readables = []
     for piece in pieces:
@@ -435,7 +457,15 @@ def _read_jsonl_files(
             continue
         copy = _utf8_copy(fileset, piece, b"", body, scratch_dir, mark_empty=empty_lines)
         readables.append(_Readable(piece, copy, piece.first_line - 1))
-    errors = _scan(conn, readables, ["line"], _JSON_LINE_OPTIONS, first_line=1)
+    errors = _scan(
+        conn,
+        readables,
+        ["line"],
+        _JSON_LINE_OPTIONS,
+        first_line=1,
+        tag=tag,
+        temporaries=temporaries,
+    )
     rejected = _reader_rejections(errors, fileset.encoding, _JSON_READER_ERRORS)
     paths = [
         (column.name, "$." + '"' + accepted.replace('"', '\\"') + '"')
@@ -453,41 +483,47 @@ def _read_jsonl_files(
     )
     # Blank lines are not rows. (A trailing \r is JSON white space: no need to strip it.)
     conn.execute(f"""
-        create or replace temp table _jsonl_rows as
+        create or replace temp table _jsonl_rows_{tag} as
         select _file, _position, line
-        from _scanned
+        from _scanned_{tag}
         where line <> {literal(_EMPTY_LINE.decode())}
           and not (length(line) <= 16 and trim(line) = '')
     """)
-    _drop_scan(conn)
-    malformed = conn.execute("""
+    malformed = conn.execute(f"""
         select _file, _position, line, json_valid(line) as valid
-        from _jsonl_rows
+        from _jsonl_rows_{tag}
         where not json_valid(line) or json_type(line) <> 'OBJECT'
     """).fetchall()
     for name, position, line, valid in malformed:
         reason = "line is JSON but not an object" if valid else "line is not valid JSON"
         rejected.append(Rejected(name, position, "malformed_json", reason, line))
     conn.execute(f"""
-        insert into {PARSED}
-        select _file, _position, line, {extracted}
+        create or replace temp view _part_{tag} as
+        select _file, _position, line as _payload, {extracted}
         from (
             select _file, _position, line, json_extract_string(line, {path_list}) as _values
-            from _jsonl_rows
+            from _jsonl_rows_{tag}
             where json_valid(line) and json_type(line) = 'OBJECT'
         )
     """)
-    conn.execute("drop table _jsonl_rows")
-    return rejected
+    temporaries[:0] = [f"view _part_{tag}", f"table _jsonl_rows_{tag}"]
+    return rejected, [f"_part_{tag}"]
 
 
 _CSV_OPTIONS = "header = true, delim = ',', quote = '\"', escape = '\"'"
 
 
 def _read_csv_files(
-    conn: duckdb.DuckDBPyConnection, fileset: FileSet, pieces: list[_Slice], scratch_dir: Path
-) -> list[Rejected]:
-    """One DuckDB scan per header layout over all the pieces that share it."""
+    conn: duckdb.DuckDBPyConnection,
+    fileset: FileSet,
+    pieces: list[_Slice],
+    scratch_dir: Path,
+    tag: str,
+    temporaries: list[str],
+) -> tuple[list[Rejected], list[str]]:
+    """One DuckDB scan per header layout over all the pieces that share it.
+
+    Returns the rows the readers rejected and the views holding the parsed rows."""
     groups: dict[tuple[str, ...], list[_Readable]] = {}
     for piece in pieces:
         name = piece.path.as_posix()
@@ -514,18 +550,31 @@ def _read_csv_files(
             readable = _Readable(piece, copy, piece.first_line - 2 if piece.start_byte else 0)
         groups.setdefault(columns, []).append(readable)
     rejected: list[Rejected] = []
-    for columns, readables in groups.items():
-        errors = _scan(conn, readables, list(columns), _CSV_OPTIONS, first_line=2)
+    parts = []
+    for number, (columns, readables) in enumerate(groups.items()):
+        group_tag = f"{tag}_{number}"
+        errors = _scan(
+            conn,
+            readables,
+            list(columns),
+            _CSV_OPTIONS,
+            first_line=2,
+            tag=group_tag,
+            temporaries=temporaries,
+        )
         rejected += _reader_rejections(errors, fileset.encoding, _READER_ERRORS)
         selected = ", ".join(
             quote_identifier(c.name) if c.name in columns else f"null as {quote_identifier(c.name)}"
             for c in fileset.contract.columns
         )
         conn.execute(
-            f"insert into {PARSED} select _file, _position, null, {selected} from _scanned"
+            f"create or replace temp view _part_{group_tag} as "
+            f"select _file, _position, cast(null as varchar) as _payload, {selected} "
+            f"from _scanned_{group_tag}"
         )
-        _drop_scan(conn)
-    return rejected
+        temporaries.insert(0, f"view _part_{group_tag}")
+        parts.append(f"_part_{group_tag}")
+    return rejected, parts
 
 
 def _header_columns(header: str, contract: SourceContract, file: str) -> list[str]:
