@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -467,17 +468,14 @@ def _read_jsonl_files(
         temporaries=temporaries,
     )
     rejected = _reader_rejections(errors, fileset.encoding, _JSON_READER_ERRORS)
-    paths = [
-        (column.name, "$." + '"' + accepted.replace('"', '\\"') + '"')
-        for column in contract.columns
-        for accepted in column.accepted_names
-    ]
-    path_list = "[" + ", ".join(literal(p) for _, p in paths) + "]"
+    # One parse per line: every accepted name becomes a text field of one struct.
+    shape = json.dumps(
+        {name: "VARCHAR" for column in contract.columns for name in column.accepted_names},
+        ensure_ascii=False,
+    )
     extracted = ", ".join(
         "coalesce("
-        + ", ".join(
-            f"_values[{i + 1}]" for i, (owner, _) in enumerate(paths) if owner == column.name
-        )
+        + ", ".join(f"struct_extract(_values, {literal(name)})" for name in column.accepted_names)
         + f") as {quote_identifier(column.name)}"
         for column in contract.columns
     )
@@ -501,7 +499,7 @@ def _read_jsonl_files(
         create or replace temp view _part_{tag} as
         select _file, _position, line as _payload, {extracted}
         from (
-            select _file, _position, line, json_extract_string(line, {path_list}) as _values
+            select _file, _position, line, json_transform(line, {literal(shape)}) as _values
             from _jsonl_rows_{tag}
             where json_valid(line) and json_type(line) = 'OBJECT'
         )
