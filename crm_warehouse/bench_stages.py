@@ -30,12 +30,19 @@ def _generate(settings: Settings, customers: int, days: int) -> dict[str, object
     }
 
 
-def _ingest(settings: Settings) -> dict[str, object]:
+def _ingest(settings: Settings, files_only_into: Path | None = None) -> dict[str, object]:
+    """All sources into the warehouse; or, for repeat timings, only the file sources into a
+    fresh database file `files_only_into`."""
     filesets = file_sources(settings)
     from crm_warehouse.ingest.files import load_file_sources
 
     figures: dict[str, dict[str, object]] = {}
-    with settings.connect_warehouse() as conn:
+    if files_only_into is not None:
+        files_only_into.unlink(missing_ok=True)
+        conn = duckdb.connect(str(files_only_into), config=settings.duckdb_config())
+    else:
+        conn = settings.connect_warehouse()
+    with conn:
         for source in FILE_SOURCE_ORDER:
             started = time.perf_counter()
             counts = load_file_sources(
@@ -48,6 +55,8 @@ def _ingest(settings: Settings) -> dict[str, object]:
                 "files": len(counts.files),
                 "seconds": round(time.perf_counter() - started, 3),
             }
+        if files_only_into is not None:
+            return {"sources": figures}
         started = time.perf_counter()
         sales = pull_sales(
             conn,
@@ -134,6 +143,8 @@ def main(argv: list[str]) -> int:
         result = _generate(settings, int(rest[0]), int(rest[1]))
     elif stage == "ingest":
         result = _ingest(settings)
+    elif stage == "ingest-files":
+        result = _ingest(settings, files_only_into=settings.scratch_dir / "repeat.duckdb")
     elif stage == "bare":
         result = _bare(settings)
     else:

@@ -262,7 +262,10 @@ def _utf8_copy(
 
 
 def _has_empty_lines(body: bytes) -> bool:
-    return body.startswith((b"\n", b"\r\n")) or b"\n\n" in body or b"\n\r\n" in body
+    if body.startswith((b"\n", b"\r\n")) or b"\n\n" in body:
+        return True
+    # Only a file with carriage returns can hold a CRLF blank line; most have none.
+    return b"\r" in body and b"\n\r\n" in body
 
 
 @dataclass(frozen=True)
