@@ -483,17 +483,23 @@ def _read_jsonl_files(
         for column in contract.columns
     )
     # Blank lines are not rows. (A trailing \r is JSON white space: no need to strip it.)
+    # Each line is validated once; a valid line whose first character is `{` is an object.
     conn.execute(f"""
         create or replace temp table _jsonl_rows_{tag} as
-        select _file, _position, line
+        select
+            _file,
+            _position,
+            line,
+            json_valid(line) as _valid,
+            regexp_matches(line, '^\s*[{{]') as _object
         from _scanned_{tag}
         where line <> {literal(_EMPTY_LINE.decode())}
           and not (length(line) <= 16 and trim(line) = '')
     """)
     malformed = conn.execute(f"""
-        select _file, _position, line, json_valid(line) as valid
+        select _file, _position, line, _valid
         from _jsonl_rows_{tag}
-        where not json_valid(line) or json_type(line) <> 'OBJECT'
+        where not (_valid and _object)
     """).fetchall()
     for name, position, line, valid in malformed:
         reason = "line is JSON but not an object" if valid else "line is not valid JSON"
@@ -504,7 +510,7 @@ def _read_jsonl_files(
         from (
             select _file, _position, line, json_transform(line, {literal(shape)}) as _values
             from _jsonl_rows_{tag}
-            where json_valid(line) and json_type(line) = 'OBJECT'
+            where _valid and _object
         )
     """)
     temporaries[:0] = [f"view _part_{tag}", f"table _jsonl_rows_{tag}"]

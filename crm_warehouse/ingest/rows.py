@@ -122,8 +122,12 @@ def _flag_duplicates(
     key_label = "/".join(c for c in contract.key if c != contract.version_column)
     key_text = key_expression(contract, "_checked")
     keys = [stored[c] for c in contract.key]
-    repeated_keys = ", ".join(f"{key} as _key_{i}" for i, key in enumerate(keys))
+    repeated_keys_bare = ", ".join(f"{key} as _key_{i}" for i, key in enumerate(keys))
+    key_list = ", ".join(keys)
+    key_tuple = ", ".join(keys)
     match = " and ".join(f"repeated._key_{i} = _checked.{key}" for i, key in enumerate(keys))
+    # Keys seen more than once are rare: find them with a plain count, and only for them
+    # where each first appears.
     conn.execute(f"""
         update _checked
         set _problem = struct_pack(
@@ -133,12 +137,15 @@ def _flag_duplicates(
                 || repeated._first.file || ' at position ' || repeated._first.position
         )
         from (
-            select {repeated_keys},
+            select {repeated_keys_bare},
                    min(struct_pack(file := _file, position := _position)) as _first
             from _checked
             where _problem is null
+              and ({key_tuple}) in (
+                  select ({key_list}) from _checked where _problem is null
+                  group by all having count(*) > 1
+              )
             group by all
-            having count(*) > 1
         ) as repeated
         where _checked._problem is null and {match}
           and (_checked._file <> repeated._first.file

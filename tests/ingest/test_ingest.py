@@ -376,3 +376,31 @@ def test_every_loaded_row_points_at_its_source_line(
             assert value.encode() in lines[file][position - 1], (table, value, file, position)
             checked += 1
     assert checked > 1_000
+
+
+def test_a_repeated_ticket_version_is_a_duplicate_but_a_new_version_is_not(
+    crm_home: Settings, warehouse: duckdb.DuckDBPyConnection
+) -> None:
+    from crm_warehouse.ingest.contracts import TICKETS
+
+    folder = crm_home.callcentre_dir
+    folder.mkdir(parents=True)
+
+    def version(status: str, updated_at: str) -> str:
+        return (
+            f'{{"ticket_id": "T1", "status": "{status}", '
+            f'"opened_at": "2026-10-01 09:00:00", "updated_at": "{updated_at}"}}'
+        )
+
+    first = version("open", "2026-10-01 09:30:00")
+    later = version("resolved", "2026-10-02 10:00:00")
+    (folder / "tickets.jsonl").write_text("\n".join([first, first, later]) + "\n", encoding="utf-8")
+    fileset = FileSet(TICKETS, folder, "tickets*.jsonl", "jsonl")
+
+    counts = load_file_sources(warehouse, [fileset], "Asia/Shanghai", crm_home.scratch_dir)
+
+    assert (counts.rows_loaded, counts.rows_quarantined) == (2, 1)
+    held = warehouse.execute(
+        "select position, reason_code, reason from quarantine.rejected_rows"
+    ).fetchall()
+    assert held[0][:2] == (2, "duplicate_id") and "first seen in" in held[0][2]
