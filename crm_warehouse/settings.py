@@ -41,6 +41,8 @@ class Settings:
     # DuckDB spills to CRM_HOME/tmp past this, so a million customers ingest in bounded memory.
     duckdb_memory_limit: str = "768MB"
     dbt_target: str = "dev"
+    # Splink scores pairs in its own in-memory DuckDB, beside the warehouse's.
+    identity_memory_limit: str = "2GB"
 
     @property
     def sources_dir(self) -> Path:
@@ -61,6 +63,10 @@ class Settings:
     @property
     def models_dir(self) -> Path:
         return self.crm_home / "models"
+
+    @property
+    def identity_model_dir(self) -> Path:
+        return self.models_dir / "identity"
 
     @property
     def reports_dir(self) -> Path:
@@ -120,6 +126,9 @@ class Settings:
                 setting("CRM_DUCKDB_MEMORY_LIMIT", "duckdb_memory_limit", "768MB")
             ),
             dbt_target=str(setting("CRM_DBT_TARGET", "dbt_target", "dev")),
+            identity_memory_limit=str(
+                setting("CRM_IDENTITY_MEMORY_LIMIT", "identity_memory_limit", "2GB")
+            ),
         )
 
     def duckdb_config(self) -> dict[str, str]:

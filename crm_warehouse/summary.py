@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 
-LAYERS = ("raw", "staging", "intermediate", "marts", "ml", "serving")
+LAYERS = ("raw", "staging", "intermediate", "identity", "marts", "ml", "serving")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from dagster_duckdb import DuckDBResource
 
 from crm_warehouse.settings import Settings
 from orchestration.assets.dbt import build_dbt_assets
+from orchestration.assets.identity import IDENTITY_ASSETS
 from orchestration.assets.ingest import INGEST_ASSETS
 from orchestration.assets.sources import SOURCE_SPECS
 from orchestration.checks import RECONCILIATION_CHECKS
@@ -19,7 +20,7 @@ def build_definitions(settings: Settings, *, reparse_dbt: bool = False) -> dg.De
     settings.ensure_dirs()
     project = prepared_dbt_project(settings, reparse=reparse_dbt)
     return dg.Definitions(
-        assets=[*SOURCE_SPECS, *INGEST_ASSETS, build_dbt_assets(project)],
+        assets=[*SOURCE_SPECS, *INGEST_ASSETS, *IDENTITY_ASSETS, *build_dbt_assets(project)],
         asset_checks=RECONCILIATION_CHECKS,
         jobs=[crm_pipeline],
         resources={

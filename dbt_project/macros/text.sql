@@ -37,3 +37,12 @@
         false
     )
 {%- endmacro %}
+
+
+{#- The first non-empty value of a column within a group, in the given order: how a golden
+    record picks each field from the most trusted, most recent source. `present` names the
+    column whose emptiness decides (default: the value itself), so a field and the source it
+    came from are picked from the same row. -#}
+{% macro pick_first(value, order_by, present=none) -%}
+    (array_agg({{ value }} order by {{ order_by }}) filter (where {{ present or value }} is not null))[1]
+{%- endmacro %}

@@ -23,15 +23,32 @@ class WarehouseAddressTranslator(DagsterDbtTranslator):
         return fqn[1] if len(fqn) > 2 else None
 
 
-def build_dbt_assets(project: DbtProject) -> dg.AssetsDefinition:
+# The identity asset sits between the two halves of the dbt project: models that read its
+# tables (and everything after them) run after it, the rest before.
+AFTER_IDENTITY = "source:identity+"
+
+
+def build_dbt_assets(project: DbtProject) -> list[dg.AssetsDefinition]:
     @dbt_assets(
         manifest=project.manifest_path,
         project=project,
         dagster_dbt_translator=WarehouseAddressTranslator(),
-        name="dbt_models",
+        name="dbt_staging",
+        exclude=AFTER_IDENTITY,
     )
-    def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-        """Seeds, staging models and their tests (`dbt build`)."""
+    def dbt_staging(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+        """Seeds, staging models, the identity input and their tests (`dbt build`)."""
         yield from dbt.cli(["build"], context=context).stream()
 
-    return dbt_models
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        dagster_dbt_translator=WarehouseAddressTranslator(),
+        name="dbt_marts",
+        select=AFTER_IDENTITY,
+    )
+    def dbt_marts(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+        """Models keyed on customer_id and their tests (`dbt build`)."""
+        yield from dbt.cli(["build"], context=context).stream()
+
+    return [dbt_staging, dbt_marts]

@@ -1,0 +1,194 @@
+"""Resolve records to people: Splink's scored pairs plus certain rules, then clusters.
+
+`resolve(records)` is the plain entry point for any frame in the record schema
+(`crm_warehouse.identity.records`); the pipeline's stable, incremental ids are built on the
+same `score_pairs` and `cluster` in `crm_warehouse.identity.stable_ids`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+from splink import Linker
+from splink.backends.duckdb import DuckDBAPI
+from splink.clustering import cluster_pairwise_predictions_at_threshold
+
+from crm_warehouse.identity.model import IdentityModel, splink_connection, train
+from crm_warehouse.identity.records import PREPARED_COLUMNS, prepare
+
+log = logging.getLogger(__name__)
+
+EDGE_COLUMNS = "record_id_l, record_id_r, match_probability, rule"
+
+
+def resolve(
+    records: pd.DataFrame,
+    model: IdentityModel | None = None,
+    *,
+    threshold: float | None = None,
+    default_region: str = "CN",
+) -> pd.DataFrame:
+    """Which records are the same person.
+
+    `records` follows the record schema (`source`, `source_key` and any of name, gender,
+    birth_date, phone, email, id_card, address, city, postcode, member_no). Without a
+    `model`, one is trained on these records. Returns one row per record: `source`,
+    `source_key`, `cluster_id` (equal for records of one person: the smallest
+    `source:source_key` among them) and `cluster_size`.
+    """
+    prepared = prepare(records, default_region=default_region)
+    with splink_connection() as conn:
+        conn.register("prepared_frame", prepared)
+        conn.execute("create table records as select * from prepared_frame")
+        conn.unregister("prepared_frame")
+        if model is None:
+            model = train(conn, "records")
+        edges = score_pairs(conn, "records", model, threshold=threshold)
+        clusters = cluster(conn, "records", edges, model, threshold=threshold)
+        return conn.execute(
+            f"""
+            select r.source, r.source_key, c.cluster_id,
+                   count(*) over (partition by c.cluster_id) as cluster_size
+            from records as r join {clusters} as c using (record_id)
+            order by r.source, r.source_key
+            """
+        ).df()
+
+
+def score_pairs(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    model: IdentityModel,
+    *,
+    threshold: float | None = None,
+    touching: str | None = None,
+    term_frequencies: dict[str, pa.Table] | None = None,
+) -> str:
+    """Pairs of records in `table` that are the same person, as a table of `EDGE_COLUMNS`.
+
+    Splink scores the pairs its blocking rules make; certain rules add pairs that need no
+    score. With `touching` (a table of record_ids), only pairs with at least one of those
+    records are kept: that is incremental linking. `term_frequencies_from` names a table
+    to count value frequencies in when `table` holds only a subset of all records.
+    """
+    cut = model.threshold if threshold is None else threshold
+    db_api = DuckDBAPI(connection=conn)
+    linker = Linker(db_api.register(table), model.splink_settings)
+    for column, frame in (term_frequencies or {}).items():
+        linker.table_management.register_term_frequency_lookup(db_api.register(frame), column)
+    predictions = linker.inference.predict(threshold_match_probability=cut)
+    scored = predictions.physical_name
+    keep = (
+        ""
+        if touching is None
+        else f"""where record_id_l in (select record_id from {touching})
+                 or record_id_r in (select record_id from {touching})"""
+    )
+    conn.execute(
+        f"""
+        create or replace table identity_edges as
+        select record_id_l, record_id_r, match_probability, 'splink' as rule
+        from {scored}
+        {keep}
+        union all
+        select * from ({_certain_pairs(table)}) as certain
+        {keep}
+        """
+    )
+    return "identity_edges"
+
+
+def _certain_pairs(table: str) -> str:
+    """Pairs no model is needed for: one member number, one id card, or one mobile number
+    under one name. Each group links to its smallest record (a star), not every pair."""
+    rules = {
+        "same member number": ["member_no"],
+        "same id card": ["id_card"],
+        "same phone and name": ["phone", "name_norm"],
+    }
+    selects = []
+    for rule, columns in rules.items():
+        filled = " and ".join(f"{c} is not null" for c in columns)
+        partition = ", ".join(columns)
+        selects.append(
+            f"""
+            select first_id as record_id_l, record_id as record_id_r,
+                   1.0::double as match_probability, '{rule}' as rule
+            from (
+                select record_id, min(record_id) over (partition by {partition}) as first_id
+                from {table} where {filled}
+            ) as grouped
+            where record_id <> first_id
+            """
+        )
+    return " union all ".join(selects)
+
+
+def term_frequency_tables(
+    conn: duckdb.DuckDBPyConnection, table: str, model: IdentityModel
+) -> dict[str, pa.Table]:
+    """How often each value of the model's frequency-adjusted columns occurs in `table`."""
+    return {
+        column: conn.sql(
+            f"""
+            select {column}, count(*) / sum(count(*)) over () as tf_{column}
+            from {table} where {column} is not null group by {column}
+            """
+        ).to_arrow_table()
+        for column in _tf_columns(model)
+    }
+
+
+def _tf_columns(model: IdentityModel) -> list[str]:
+    columns = []
+    for comparison in model.splink_settings.get("comparisons", []):
+        for level in comparison.get("comparison_levels", []):
+            column = level.get("tf_adjustment_column")
+            if column and column not in columns:
+                columns.append(column)
+    return columns
+
+
+def cluster(
+    conn: duckdb.DuckDBPyConnection,
+    nodes: str,
+    edges: str,
+    model: IdentityModel,
+    *,
+    threshold: float | None = None,
+    node_id: str = "record_id",
+) -> str:
+    """Connected components of the edges at the threshold: `(record_id, cluster_id)`."""
+    cut = model.threshold if threshold is None else threshold
+    db_api = DuckDBAPI(connection=conn)
+    clusters = cluster_pairwise_predictions_at_threshold(
+        db_api.register(nodes),
+        db_api.register(edges),
+        db_api,
+        node_id_column_name=node_id,
+        edge_id_column_name_left="record_id_l",
+        edge_id_column_name_right="record_id_r",
+        threshold_match_probability=cut,
+    )
+    conn.execute(
+        f"""
+        create or replace table identity_clusters as
+        select {node_id}, cluster_id from {clusters.physical_name}
+        """
+    )
+    return "identity_clusters"
+
+
+def load_prepared(conn: duckdb.DuckDBPyConnection, prepared: pd.DataFrame, table: str) -> None:
+    """A prepared frame into `conn` as `table`, columns in the documented order."""
+    conn.register("prepared_frame", prepared[list(PREPARED_COLUMNS)])
+    conn.execute(f"create or replace table {table} as select * from prepared_frame")
+    conn.unregister("prepared_frame")
+
+
+def model_dir(models_dir: Path) -> Path:
+    return models_dir / "identity"

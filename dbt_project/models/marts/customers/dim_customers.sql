@@ -1,0 +1,207 @@
+-- The golden record: one row per current customer_id. Each field is the non-empty value
+-- from the most trusted source (seed identity_source_priority), the most recent within it,
+-- and says which source it came from.
+
+with
+
+record_customers as (
+
+    select * from {{ ref('int_identity__record_customers') }}
+
+),
+
+sales_customers as (
+
+    select * from {{ ref('stg_sales__customers') }}
+
+),
+
+form_submissions as (
+
+    select * from {{ ref('stg_forms__submissions') }}
+
+),
+
+tickets as (
+
+    select * from {{ ref('stg_callcentre__tickets') }}
+
+),
+
+source_priority as (
+
+    select * from {{ ref('identity_source_priority') }}
+
+),
+
+sales_values as (
+
+    select
+        record_customers.customer_id,
+        record_customers.source,
+        sales_customers.full_name,
+        sales_customers.gender,
+        sales_customers.birth_date,
+        sales_customers.phone_e164,
+        case when sales_customers.is_email_valid then sales_customers.email end as email,
+        sales_customers.city_code,
+        sales_customers.city_name,
+        sales_customers.province_name,
+        sales_customers.member_no,
+        sales_customers.membership_level,
+        sales_customers.customer_type,
+        cast(null as boolean) as has_marketing_consent,
+        sales_customers.registered_at as first_seen_at,
+        sales_customers.updated_at as observed_at
+    from record_customers
+    inner join sales_customers
+        on record_customers.source = 'sales_customers'
+        and record_customers.source_key = sales_customers.member_no
+
+),
+
+form_values as (
+
+    select
+        record_customers.customer_id,
+        record_customers.source,
+        form_submissions.full_name,
+        cast(null as varchar) as gender,
+        cast(null as date) as birth_date,
+        form_submissions.phone_e164,
+        case when form_submissions.is_email_valid then form_submissions.email end as email,
+        form_submissions.city_code,
+        form_submissions.city_name,
+        form_submissions.province_name,
+        cast(null as varchar) as member_no,
+        cast(null as varchar) as membership_level,
+        cast(null as varchar) as customer_type,
+        form_submissions.has_marketing_consent,
+        form_submissions.submitted_at as first_seen_at,
+        form_submissions.submitted_at as observed_at
+    from record_customers
+    inner join form_submissions
+        on record_customers.source = 'forms'
+        and record_customers.source_key = form_submissions.submission_id
+
+),
+
+ticket_values as (
+
+    select
+        record_customers.customer_id,
+        record_customers.source,
+        tickets.customer_name as full_name,
+        cast(null as varchar) as gender,
+        cast(null as date) as birth_date,
+        tickets.contact_phone_e164 as phone_e164,
+        cast(null as varchar) as email,
+        cast(null as varchar) as city_code,
+        cast(null as varchar) as city_name,
+        cast(null as varchar) as province_name,
+        tickets.member_no,
+        cast(null as varchar) as membership_level,
+        cast(null as varchar) as customer_type,
+        cast(null as boolean) as has_marketing_consent,
+        tickets.opened_at as first_seen_at,
+        tickets.updated_at as observed_at
+    from record_customers
+    inner join tickets
+        on record_customers.source = 'tickets'
+        and record_customers.source_key = tickets.ticket_id
+
+),
+
+all_values as (
+
+    select * from sales_values
+    union all
+    select * from form_values
+    union all
+    select * from ticket_values
+
+),
+
+ranked_values as (
+
+    select
+        all_values.*,
+        source_priority.priority
+    from all_values
+    inner join source_priority
+        on all_values.source = source_priority.source
+
+),
+
+golden as (
+
+    {%- set survivorship = 'priority, observed_at desc' %}
+    select
+        customer_id,
+        {{ pick_first('full_name', survivorship) }} as full_name,
+        {{ pick_first('source', survivorship, 'full_name') }} as full_name_source,
+        {{ pick_first('gender', survivorship) }} as gender,
+        {{ pick_first('birth_date', survivorship) }} as birth_date,
+        {{ pick_first('phone_e164', survivorship) }} as phone_e164,
+        {{ pick_first('source', survivorship, 'phone_e164') }} as phone_source,
+        {{ pick_first('email', survivorship) }} as email,
+        {{ pick_first('source', survivorship, 'email') }} as email_source,
+        {{ pick_first('city_code', survivorship) }} as city_code,
+        {{ pick_first('city_name', survivorship, 'city_code') }} as city_name,
+        {{ pick_first('province_name', survivorship, 'city_code') }} as province_name,
+        {{ pick_first('source', survivorship, 'city_code') }} as city_source,
+        {{ pick_first('member_no', survivorship) }} as member_no,
+        {{ pick_first('membership_level', survivorship) }} as membership_level,
+        {{ pick_first('customer_type', survivorship) }} as customer_type,
+        -- Consent is the customer's latest word, whichever source recorded it.
+        {{ pick_first('has_marketing_consent', 'observed_at desc') }} as has_marketing_consent,
+        min(first_seen_at) as first_seen_at,
+        max(observed_at) as last_seen_at,
+        count(*) as source_record_count
+    from ranked_values
+    group by customer_id
+
+),
+
+sources_seen as (
+
+    select
+        customer_id,
+        {{ dbt.listagg('source', "','", 'order by source') }} as sources_seen
+    from (select distinct customer_id, source from all_values) as distinct_sources
+    group by customer_id
+
+),
+
+final as (
+
+    select
+        golden.customer_id,
+        golden.full_name,
+        golden.full_name_source,
+        golden.gender,
+        golden.birth_date,
+        golden.phone_e164,
+        golden.phone_source,
+        golden.email,
+        golden.email_source,
+        golden.city_code,
+        golden.city_name,
+        golden.province_name,
+        golden.city_source,
+        golden.member_no,
+        golden.member_no is not null as is_member,
+        golden.membership_level,
+        golden.customer_type,
+        golden.has_marketing_consent,
+        golden.first_seen_at,
+        golden.last_seen_at,
+        sources_seen.sources_seen,
+        cast(golden.source_record_count as integer) as source_record_count
+    from golden
+    inner join sources_seen
+        on golden.customer_id = sources_seen.customer_id
+
+)
+
+select * from final
