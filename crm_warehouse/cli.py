@@ -58,6 +58,19 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="materialise every asset (ingest, dbt build)")
     run.set_defaults(handler=_run)
 
+    identity = commands.add_parser("identity", help="the identity step: retrain, look up ids")
+    identity_commands = identity.add_subparsers(required=True, metavar="ACTION")
+    retrain = identity_commands.add_parser(
+        "retrain",
+        help="refit the matching model on all records, re-resolve everyone, rebuild the marts",
+    )
+    retrain.set_defaults(handler=_identity_retrain)
+    lookup = identity_commands.add_parser(
+        "lookup", help="the current customer_id of any id ever issued, and its history"
+    )
+    lookup.add_argument("customer_id")
+    lookup.set_defaults(handler=_identity_lookup)
+
     status = commands.add_parser("status", help="rows per layer and quarantine by reason")
     status.set_defaults(handler=_status)
 
@@ -145,13 +158,13 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _run_and_report(settings: Settings) -> bool:
+def _run_and_report(settings: Settings, *, retrain_identity: bool = False) -> bool:
     from crm_warehouse.summary import summarise
     from orchestration.run import run_pipeline
 
-    print("Materialising every asset (ingest → raw, dbt build → staging) …")
+    print("Materialising every asset (ingest, staging, identity, marts) …")
     started = time.perf_counter()
-    outcome = run_pipeline(settings)
+    outcome = run_pipeline(settings, retrain_identity=retrain_identity)
     state = "succeeded" if outcome.success else "FAILED"
     print(f"  run {outcome.run_id} {state} in {time.perf_counter() - started:.1f} s")
     for step in outcome.failed_steps:
@@ -160,6 +173,32 @@ def _run_and_report(settings: Settings) -> bool:
         print(f"  failed check: {check}")
     print(summarise(settings.warehouse_path).render())
     return outcome.success and not outcome.failed_checks
+
+
+def _identity_retrain(args: argparse.Namespace) -> int:
+    del args
+    settings = Settings.from_env()
+    started = time.perf_counter()
+    ok = _run_and_report(settings, retrain_identity=True)
+    print(f"Elapsed: {time.perf_counter() - started:.1f} s")
+    return 0 if ok else 1
+
+
+def _identity_lookup(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from crm_warehouse.identity.lookup import follow
+
+    settings = Settings.from_env()
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
+        trail = follow(conn, args.customer_id)
+    if trail is None:
+        print(f"{args.customer_id}: never issued")
+        return 1
+    for step in trail.steps:
+        print(f"  {step}")
+    print(f"{args.customer_id} → {trail.current_customer_id} ({trail.status})")
+    return 0
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -37,14 +37,21 @@ def dagster_instance(settings: Settings) -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def run_pipeline(settings: Settings, job_name: str = "crm_pipeline") -> RunOutcome:
-    """Materialise every asset of `job_name`; raises nothing on failure, reports it."""
+def run_pipeline(
+    settings: Settings, job_name: str = "crm_pipeline", *, retrain_identity: bool = False
+) -> RunOutcome:
+    """Materialise every asset of `job_name`; raises nothing on failure, reports it.
+    `retrain_identity` refits the identity model and re-resolves every record."""
     definitions = build_definitions(settings, reparse_dbt=True)
     job = definitions.resolve_job_def(job_name)
     instance = dagster_instance(settings)
     # The console shows warnings and errors only; every event is in the instance for the UI.
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
+    run_config: dict[str, object] = {
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+    }
+    if retrain_identity:
+        run_config["ops"] = {"identity_resolution": {"config": {"retrain": True}}}
+    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
     failed_steps = [
         event.step_key or ""
         for event in result.all_events

@@ -30,6 +30,11 @@ DEFAULT_THRESHOLD = 0.9
 MODEL_FILE = "identity_model.json"
 SPLINK_FILE = "splink_model.json"
 
+# How often the records of one person carry names sharing only a surname (or only a given
+# name), or no part at all: misspellings, traditional characters and pinyin have levels above.
+SHARED_NAME_PART_M = 0.002
+DIFFERENT_NAME_M = 0.003
+
 # Below this many records EM has too few pairs to learn from; the priors stand.
 MIN_TRAINING_RECORDS = 2_000
 
@@ -128,7 +133,7 @@ def present_columns(conn: duckdb.DuckDBPyConnection, table: str) -> tuple[str, .
 # Starting m and u per level (the null level excluded), from what these fields are like in
 # CRM data. Training replaces them; on a frame too small to train on, they are the model.
 _PRIORS: dict[str, tuple[list[float], list[float]]] = {
-    "name": ([0.75, 0.12, 0.06, 0.005, 0.065], [0.0005, 0.0002, 0.002, 0.08, 0.9173]),
+    "name": ([0.75, 0.2, 0.045, 0.002, 0.003], [0.0005, 0.0002, 0.002, 0.08, 0.9173]),
     "phone": ([0.85, 0.15], [0.00001, 0.99999]),
     "email": ([0.9, 0.03, 0.07], [0.00001, 0.00001, 0.99998]),
     "birth_date": ([0.9, 0.05, 0.05], [0.0001, 0.001, 0.9989]),
@@ -153,16 +158,22 @@ def _name_comparison() -> cl.CustomComparison:
             cll.ExactMatchLevel("name_norm", term_frequency_adjustments=True),
             # Traditional characters, homophone slips and pinyin spellings sound the same.
             cll.ExactMatchLevel("name_key").configure(label_for_charts="same sounds"),
+            # One slip in a name of three or more characters. In a two-character Chinese
+            # name one character apart is a different given name: a sibling, not a typo.
             cll.CustomLevel(
-                "char_levenshtein(name_norm_l, name_norm_r) <= 1",
+                "char_levenshtein(name_norm_l, name_norm_r) <= 1 "
+                "and least(length(name_norm_l), length(name_norm_r)) >= 3",
                 label_for_charts="one character apart",
             ),
-            # Family members share a surname and a phone: a level of its own, so EM learns
-            # how little a shared surname says.
+            # Family members share a surname and a phone. Left to EM, a shared phone makes
+            # families look like matches and the weight of this level drifts up until they
+            # merge; its m stays fixed at how rarely one person's names share only a part.
             cll.ArrayIntersectLevel("name_tokens", min_intersection=1).configure(
-                label_for_charts="share a surname or given name"
+                label_for_charts="share a surname or given name",
+                m_probability=SHARED_NAME_PART_M,
+                fix_m_probability=True,
             ),
-            cll.ElseLevel(),
+            cll.ElseLevel().configure(m_probability=DIFFERENT_NAME_M, fix_m_probability=True),
         ],
         comparison_description="name: exact, same sounds, one character apart, shared part",
     )
@@ -192,7 +203,9 @@ def _comparisons(columns: tuple[str, ...]) -> list[Any]:
                 cll.ExactMatchLevel("birth_date"),
                 # Day and month swapped, or one digit typed wrong.
                 cll.LevenshteinLevel("birth_date", 1),
-                cll.ElseLevel(),
+                # When one source alone records it, no pair of one person's records
+                # shows how often they disagree: EM would learn it from look-alikes.
+                cll.ElseLevel().configure(fix_m_probability=True),
             ],
         )
     if "id_card" in columns:
@@ -207,7 +220,16 @@ def _comparisons(columns: tuple[str, ...]) -> list[Any]:
                 cll.ElseLevel(),
             ],
         )
-    for column in ("city", "gender", "postcode"):
+    if "gender" in columns:
+        built["gender"] = cl.CustomComparison(
+            output_column_name="gender",
+            comparison_levels=[
+                cll.NullLevel("gender"),
+                cll.ExactMatchLevel("gender"),
+                cll.ElseLevel().configure(fix_m_probability=True),
+            ],
+        )
+    for column in ("city", "postcode"):
         if column in columns:
             built[column] = cl.ExactMatch(column)
     return [_with_prior(name, comparison) for name, comparison in built.items()]

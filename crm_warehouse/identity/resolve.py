@@ -104,25 +104,31 @@ def score_pairs(
 
 def _certain_pairs(table: str) -> str:
     """Pairs no model is needed for: one member number, one id card, or one mobile number
-    under one name. Each group links to its smallest record (a star), not every pair."""
+    under one name (unless another identifier on the two records disagrees: a family may
+    give two members one name). Each group links to its smallest record (a star)."""
     rules = {
-        "same member number": ["member_no"],
-        "same id card": ["id_card"],
-        "same phone and name": ["phone", "name_norm"],
+        "same member number": (["member_no"], []),
+        "same id card": (["id_card"], []),
+        "same phone and name": (["phone", "name_norm"], ["email", "id_card", "birth_date"]),
     }
     selects = []
-    for rule, columns in rules.items():
+    for rule, (columns, must_agree) in rules.items():
         filled = " and ".join(f"{c} is not null" for c in columns)
         partition = ", ".join(columns)
+        agree = "".join(
+            f" and (first.{c} is null or grouped.{c} is null or first.{c} = grouped.{c})"
+            for c in must_agree
+        )
         selects.append(
             f"""
-            select first_id as record_id_l, record_id as record_id_r,
+            select grouped.first_id as record_id_l, grouped.record_id as record_id_r,
                    1.0::double as match_probability, '{rule}' as rule
             from (
-                select record_id, min(record_id) over (partition by {partition}) as first_id
+                select *, min(record_id) over (partition by {partition}) as first_id
                 from {table} where {filled}
             ) as grouped
-            where record_id <> first_id
+            join {table} as first on first.record_id = grouped.first_id
+            where grouped.record_id <> grouped.first_id{agree}
             """
         )
     return " union all ".join(selects)
