@@ -150,20 +150,22 @@ def _with_prior(name: str, comparison: Any) -> Any:
     return comparison.configure(m_probabilities=m, u_probabilities=u)
 
 
-def _name_comparison() -> cl.CustomComparison:
+def _name_comparison(frequencies: bool) -> cl.CustomComparison:
     return cl.CustomComparison(
         output_column_name="name",
         comparison_levels=[
             cll.NullLevel("name_norm"),
-            cll.ExactMatchLevel("name_norm", term_frequency_adjustments=True),
+            cll.ExactMatchLevel("name_norm", term_frequency_adjustments=frequencies),
             # Traditional characters, homophone slips and pinyin spellings sound the same.
             cll.ExactMatchLevel("name_key").configure(label_for_charts="same sounds"),
-            # One slip in a name of three or more characters. In a two-character Chinese
-            # name one character apart is a different given name: a sibling, not a typo.
+            # One slip that sounds nearly the same (玲/琳: ling/lin) in a name of three or
+            # more characters. Siblings often share a generation character (张宇志, 张宇鹏):
+            # one character apart, but they sound different.
             cll.CustomLevel(
                 "char_levenshtein(name_norm_l, name_norm_r) <= 1 "
-                "and least(length(name_norm_l), length(name_norm_r)) >= 3",
-                label_for_charts="one character apart",
+                "and least(length(name_norm_l), length(name_norm_r)) >= 3 "
+                "and levenshtein(name_key_l, name_key_r) <= 1",
+                label_for_charts="one character apart, sounding alike",
             ),
             # Family members share a surname and a phone. Left to EM, a shared phone makes
             # families look like matches and the weight of this level drifts up until they
@@ -179,18 +181,18 @@ def _name_comparison() -> cl.CustomComparison:
     )
 
 
-def _comparisons(columns: tuple[str, ...]) -> list[Any]:
+def _comparisons(columns: tuple[str, ...], frequencies: bool) -> list[Any]:
     built: dict[str, Any] = {}
     if "name_norm" in columns:
-        built["name"] = _name_comparison()
+        built["name"] = _name_comparison(frequencies)
     if "phone" in columns:
-        built["phone"] = cl.ExactMatch("phone").configure(term_frequency_adjustments=True)
+        built["phone"] = cl.ExactMatch("phone").configure(term_frequency_adjustments=frequencies)
     if "email" in columns:
         built["email"] = cl.CustomComparison(
             output_column_name="email",
             comparison_levels=[
                 cll.NullLevel("email"),
-                cll.ExactMatchLevel("email", term_frequency_adjustments=True),
+                cll.ExactMatchLevel("email", term_frequency_adjustments=frequencies),
                 cll.LevenshteinLevel("email", 1),
                 cll.ElseLevel(),
             ],
@@ -249,11 +251,13 @@ def blocking_rules(columns: tuple[str, ...]) -> list[Any]:
     return rules
 
 
-def settings_for(columns: tuple[str, ...]) -> SettingsCreator:
+def settings_for(columns: tuple[str, ...], *, frequencies: bool = True) -> SettingsCreator:
+    """Splink settings for records carrying `columns`; `frequencies` turns on term-frequency
+    adjustments (a common name says less than a rare one), which need many records."""
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="record_id",
-        comparisons=_comparisons(columns),
+        comparisons=_comparisons(columns, frequencies),
         blocking_rules_to_generate_predictions=blocking_rules(columns),
         retain_matching_columns=False,
         retain_intermediate_calculation_columns=False,
@@ -270,15 +274,20 @@ def train(
 ) -> IdentityModel:
     """Fit m and u for the prepared records in `table` of `conn` (a `splink_connection`)."""
     columns = present_columns(conn, table)
-    settings = settings_for(columns)
+    count = int(conn.execute(f"select count(*) from {table}").fetchall()[0][0])
+    settings = settings_for(columns, frequencies=count >= MIN_TRAINING_RECORDS)
     db_api = DuckDBAPI(connection=conn)
     linker = Linker(db_api.register(table), settings)
     certain = [block_on("phone", "name_key")] if "phone" in columns else []
     if "email" in columns:
         certain.append(block_on("email"))
     if certain:
-        linker.training.estimate_probability_two_random_records_match(certain, recall=0.8)
-    count = int(conn.execute(f"select count(*) from {table}").fetchall()[0][0])
+        try:
+            linker.training.estimate_probability_two_random_records_match(certain, recall=0.8)
+        except ValueError as reason:
+            # A handful of records, nearly all certain matches: the estimate is meaningless
+            # and the default prior (1 in 10,000) stands.
+            log.info("prior match probability kept: %s", reason)
     if count < MIN_TRAINING_RECORDS:
         log.info("%d records are too few to train on: using the prior m and u", count)
         return IdentityModel(

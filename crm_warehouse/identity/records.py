@@ -181,7 +181,8 @@ def _per_distinct(values: pd.Series, convert) -> pd.Series:  # type: ignore[no-u
         return pd.Series([None] * len(values), index=values.index, dtype="object")
     distinct = pd.unique(present.astype(str))
     lookup = {value: convert(value) for value in distinct}
-    return values.map(lambda v: None if _is_missing(v) else lookup[str(v)]).astype("object")
+    converted = [None if _is_missing(v) else lookup[str(v)] for v in values.tolist()]
+    return pd.Series(converted, index=values.index, dtype="object")
 
 
 def _is_missing(value: object) -> bool:

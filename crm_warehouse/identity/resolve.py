@@ -91,8 +91,13 @@ def score_pairs(
     conn.execute(
         f"""
         create or replace table identity_edges as
-        select record_id_l, record_id_r, match_probability, 'splink' as rule
-        from {scored}
+        select * from (
+            select p.record_id_l, p.record_id_r, p.match_probability, 'splink' as rule
+            from {scored} as p
+            join {table} as l on l.record_id = p.record_id_l
+            join {table} as r on r.record_id = p.record_id_r
+            where {_NAMES_AGREE} or {_ANOTHER_IDENTIFIER_AGREES}
+        ) as scored
         {keep}
         union all
         select * from ({_certain_pairs(table)}) as certain
@@ -100,6 +105,22 @@ def score_pairs(
         """
     )
     return "identity_edges"
+
+
+# A shared number alone never links two different names. Families share a phone, and
+# Fellegi–Sunter, which takes fields as independent, lets one agreeing phone outweigh
+# names that clearly differ; so a scored pair whose names disagree also needs an e-mail,
+# id card or member number in common.
+_NAMES_AGREE = """(
+    l.name_norm is null or r.name_norm is null
+    or l.name_norm = r.name_norm or l.name_key = r.name_key
+    or (char_levenshtein(l.name_norm, r.name_norm) <= 1
+        and least(length(l.name_norm), length(r.name_norm)) >= 3
+        and levenshtein(l.name_key, r.name_key) <= 1)
+)"""
+_ANOTHER_IDENTIFIER_AGREES = (
+    "(l.email = r.email or l.id_card = r.id_card or l.member_no = r.member_no)"
+)
 
 
 def _certain_pairs(table: str) -> str:
