@@ -1,4 +1,4 @@
-"""`crm bench`: generate, ingest and staging at given population sizes, measured.
+"""`crm bench`: generate, ingest, staging, identity and marts at given population sizes.
 
 Each stage runs in a child process of its own so its peak RSS is its own (read from the
 kernel's rusage for that child). Beside ingest, the same run times DuckDB's bare readers on
@@ -22,10 +22,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from crm_warehouse.settings import Settings
+from orchestration.assets.dbt import AFTER_IDENTITY
 
 INGEST_RATIO_TARGET = 3.0
 REPEATS = 3
 PEAK_RSS_TARGET_MB = 2048
+IDENTITY_F1_TARGET = 0.98
+IDENTITY_STABILITY_TARGET = 0.999
+IDENTITY_SECONDS_PER_MILLION_TARGET = 300
+IDENTITY_APPENDED_DAY_SECONDS_TARGET = 30
+IDENTITY_PEAK_RSS_TARGET_MB = 4096
 # The sources whose ingest is held to the ratio target: those DuckDB can read bare.
 FILE_SOURCES = ("forms", "calls", "tickets", "campaign_touches")
 
@@ -49,7 +55,7 @@ class BenchResults:
         ]
         for run in self.runs:
             customers = run["customers"]
-            for stage in ("generate", "staging"):
+            for stage in ("generate", "staging", "marts"):
                 result = run[stage]
                 lines.append(
                     f"{customers:>10,} {stage:<20} {result['seconds']:>9.1f} "
@@ -67,6 +73,24 @@ class BenchResults:
                     f"{'':>9} {figures['rows_in']:>11,} {figures['rows_per_second']:>10,.0f} "
                     f"{'' if ratio is None else f'{ratio:.2f}x':>8}"
                 )
+            identity = run["identity"]
+            lines.append(
+                f"{customers:>10,} {'identity (all)':<20} {identity['full']['seconds']:>9.1f} "
+                f"{identity['full']['peak_rss_mb']:>9.0f} {identity['full']['records']:>11,} "
+                f"{identity['full']['records_per_second']:>10,}"
+            )
+            lines.append(
+                f"{customers:>10,} {'identity (+1 day)':<20} "
+                f"{identity['appended_day']['seconds']:>9.1f} "
+                f"{identity['appended_day']['peak_rss_mb']:>9.0f}"
+            )
+            quality, stability = identity["quality"], identity["id_stability"]
+            lines.append(
+                f"{customers:>10,}   links: precision {quality['precision']:.4f}, recall "
+                f"{quality['recall']:.4f}, F1 {quality['f1']:.4f}; customers "
+                f"{quality['customers_found']:,} found vs {quality['people_true']:,} true; "
+                f"id stability {stability['stability']:.4%}"
+            )
         return "\n".join(lines)
 
 
@@ -93,7 +117,7 @@ def run_bench(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = output or settings.bench_dir / f"bench-{stamp}.json"
     document = {
-        "kind": "crm-warehouse ingest benchmark",
+        "kind": "crm-warehouse benchmark: generate, ingest, staging, identity, marts",
         "at": stamp,
         "machine": {
             "cpus": os.cpu_count(),
@@ -103,6 +127,11 @@ def run_bench(
         "targets": {
             "ingest_within_x_of_bare_duckdb": INGEST_RATIO_TARGET,
             "peak_rss_mb_at_1m": PEAK_RSS_TARGET_MB,
+            "identity_f1": IDENTITY_F1_TARGET,
+            "identity_id_stability": IDENTITY_STABILITY_TARGET,
+            "identity_seconds_per_million_records": IDENTITY_SECONDS_PER_MILLION_TARGET,
+            "identity_appended_day_seconds": IDENTITY_APPENDED_DAY_SECONDS_TARGET,
+            "identity_peak_rss_mb": IDENTITY_PEAK_RSS_TARGET_MB,
         },
         "runs": runs,
     }
@@ -130,7 +159,18 @@ def _bench_one(work: Path, customers: int, days: int) -> dict[str, object]:
         bares.append(
             _progress(customers, f"bare readers, repeat {number + 1}", _stage(work, ["bare"]))
         )
-    staging = _progress(customers, "staging (dbt build)", _dbt_build(work))
+    staging = _progress(
+        customers, "staging (dbt build)", _dbt_build(work, ["--exclude", AFTER_IDENTITY])
+    )
+    identity = _progress(customers, "identity (train, resolve all)", _stage(work, ["identity"]))
+    marts = _progress(
+        customers, "marts (dbt build)", _dbt_build(work, ["--select", AFTER_IDENTITY])
+    )
+    # One more day of sources, through ingest and staging, then the incremental link.
+    _progress(customers, "append a day", _stage(work, ["append-day"]))
+    _progress(customers, "ingest the day", _stage(work, ["ingest"]))
+    _progress(customers, "staging the day", _dbt_build(work, ["--exclude", AFTER_IDENTITY]))
+    appended = _progress(customers, "identity, appended day", _stage(work, ["identity"]))
     sources: dict[str, dict[str, object]] = {}
     for source, figures in ingest.detail["sources"].items():  # type: ignore[union-attr]
         entry = dict(figures)
@@ -152,6 +192,7 @@ def _bench_one(work: Path, customers: int, days: int) -> dict[str, object]:
         sources[source] = entry
     bare = bares[0]
     peak = max(generate.peak_rss_mb, ingest.peak_rss_mb, staging.peak_rss_mb)
+    identity_figures = _identity_figures(identity, appended)
     ratios = [
         s["ratio_to_bare_duckdb"]
         for n, s in sources.items()
@@ -172,11 +213,54 @@ def _bench_one(work: Path, customers: int, days: int) -> dict[str, object]:
         },
         "bare_duckdb_readers": {"note": bare.detail.get("note"), "repeats": REPEATS},
         "staging": {"seconds": staging.seconds, "peak_rss_mb": staging.peak_rss_mb},
+        "identity": identity_figures,
+        "marts": {"seconds": marts.seconds, "peak_rss_mb": marts.peak_rss_mb},
         "peak_rss_mb": peak,
         "verdict": {
             "worst_ingest_ratio": max(ratios) if ratios else None,
             "ingest_ratio_met": bool(ratios) and max(ratios) <= INGEST_RATIO_TARGET,
             "peak_rss_met": peak < PEAK_RSS_TARGET_MB,
+            "identity": identity_figures["verdict"],
+        },
+    }
+
+
+def _identity_figures(full: StageResult, appended: StageResult) -> dict[str, object]:
+    """The identity step's figures and their targets: F1, stability, speed, memory."""
+    run = full.detail["run"]
+    quality = full.detail["quality"]
+    stability = appended.detail["id_stability"]
+    day_run = appended.detail["run"]
+    records = int(run["records_total"])  # type: ignore[index]
+    # The 5-minute target is for a million records: scale the measured time linearly.
+    per_million = full.seconds * 1_000_000 / records if records else None
+    return {
+        "full": {
+            "seconds": full.seconds,
+            "seconds_linking": full.detail["seconds_linking"],
+            "peak_rss_mb": full.peak_rss_mb,
+            "records": records,
+            "records_per_second": round(records / full.seconds) if full.seconds else None,
+            "seconds_per_million_records": round(per_million, 1) if per_million else None,
+            "run": run,
+        },
+        "quality": quality,
+        "appended_day": {
+            "seconds": appended.seconds,
+            "seconds_linking": appended.detail["seconds_linking"],
+            "peak_rss_mb": appended.peak_rss_mb,
+            "run": day_run,
+            "quality": appended.detail["quality"],
+        },
+        "id_stability": stability,
+        "verdict": {
+            "f1_met": float(quality["f1"]) >= IDENTITY_F1_TARGET,  # type: ignore[index]
+            "stability_met": float(stability["stability"]) >= IDENTITY_STABILITY_TARGET,  # type: ignore[index]
+            "full_speed_met": per_million is not None
+            and per_million <= IDENTITY_SECONDS_PER_MILLION_TARGET,
+            "appended_day_speed_met": appended.seconds <= IDENTITY_APPENDED_DAY_SECONDS_TARGET,
+            "peak_rss_met": max(full.peak_rss_mb, appended.peak_rss_mb)
+            < IDENTITY_PEAK_RSS_TARGET_MB,
         },
     }
 
@@ -196,7 +280,7 @@ def _stage(work: Path, arguments: list[str]) -> StageResult:
     return _measure(command, env={**os.environ, "CRM_HOME": str(work)}, parse_json=True)
 
 
-def _dbt_build(work: Path) -> StageResult:
+def _dbt_build(work: Path, selection: list[str]) -> StageResult:
     project = Path(__file__).resolve().parent.parent / "dbt_project"
     dbt = shutil.which("dbt") or str(Path(sys.executable).with_name("dbt"))
     command = [
@@ -209,6 +293,7 @@ def _dbt_build(work: Path) -> StageResult:
         "--target-path",
         str(work / "dbt" / "target"),
         "--quiet",
+        *selection,
     ]
     return _measure(command, env={**os.environ, "CRM_HOME": str(work)}, parse_json=False)
 

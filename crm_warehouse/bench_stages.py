@@ -135,6 +135,44 @@ def _bare_read(
     )
 
 
+def _identity(settings: Settings) -> dict[str, object]:
+    """Link the staged records (all of them on the first call, the new ones after), then
+    score the links against the ground truth and the ids against the previous call's."""
+    from crm_warehouse.identity.evaluate import id_stability, link_quality, snapshot_ids
+    from crm_warehouse.identity.stable_ids import link_records
+
+    snapshot = settings.scratch_dir / "identity-ids.json"
+    with settings.connect_warehouse() as conn:
+        records = conn.sql("select * from intermediate.int_identity__records").df()
+        started = time.perf_counter()
+        run = link_records(
+            conn,
+            records,
+            settings.identity_model_dir,
+            memory_limit=settings.identity_memory_limit,
+            scratch_dir=settings.scratch_dir,
+        )
+        seconds = round(time.perf_counter() - started, 2)
+        quality = link_quality(conn, settings.truth_dir).as_dict()
+        stability = (
+            id_stability(json.loads(snapshot.read_text()), conn) if snapshot.exists() else None
+        )
+        snapshot.write_text(json.dumps(snapshot_ids(conn)))
+    return {
+        "seconds_linking": seconds,
+        "run": run.as_dict(),
+        "quality": quality,
+        "id_stability": stability,
+    }
+
+
+def _append_day(settings: Settings) -> dict[str, object]:
+    from crm_warehouse.generate import append_day
+
+    manifest = append_day(settings.sources_dir)
+    return {"last_day": manifest.window.last.isoformat()}
+
+
 def main(argv: list[str]) -> int:
     work, stage, *rest = argv
     settings = Settings.from_env({"CRM_HOME": work})
@@ -147,6 +185,10 @@ def main(argv: list[str]) -> int:
         result = _ingest(settings, files_only_into=settings.scratch_dir / "repeat.duckdb")
     elif stage == "bare":
         result = _bare(settings)
+    elif stage == "identity":
+        result = _identity(settings)
+    elif stage == "append-day":
+        result = _append_day(settings)
     else:
         raise SystemExit(f"unknown stage {stage}")
     sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
