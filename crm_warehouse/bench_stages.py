@@ -166,6 +166,13 @@ def _identity(settings: Settings) -> dict[str, object]:
     }
 
 
+def _alerts(settings: Settings) -> dict[str, object]:
+    from crm_warehouse.alert_quality import alert_quality
+
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
+        return dict(alert_quality(conn, settings.truth_dir))
+
+
 def _append_day(settings: Settings) -> dict[str, object]:
     from crm_warehouse.generate import append_day
 
@@ -187,6 +194,8 @@ def main(argv: list[str]) -> int:
         result = _bare(settings)
     elif stage == "identity":
         result = _identity(settings)
+    elif stage == "alerts":
+        result = _alerts(settings)
     elif stage == "append-day":
         result = _append_day(settings)
     else:

@@ -1,0 +1,245 @@
+-- Customer-change alerts (客户异动) raised on the as-of date: buying that drops against the
+-- customer's own baseline, no order past their usual gap, a complaint spike, a complaint
+-- left unresolved past its SLA; each with severity, a reason in words and a suggested owner.
+-- Incremental: each daily run appends that day's alerts, so the table is the alert history.
+
+{{
+    config(
+        materialized='incremental',
+        unique_key=['alert_date', 'customer_id', 'alert_kind'],
+        on_schema_change='fail',
+    )
+}}
+
+with
+
+as_of as (
+
+    {{ as_of_date_cte() }}
+
+),
+
+segments as (
+
+    select * from {{ ref('customer_segments') }}
+
+),
+
+customer_orders as (
+
+    select * from {{ ref('int_sales__customer_orders') }}
+
+),
+
+tickets as (
+
+    select * from {{ ref('stg_callcentre__tickets') }}
+
+),
+
+record_customers as (
+
+    select * from {{ ref('int_identity__record_customers') }}
+
+),
+
+labels as (
+
+    select * from {{ ref('segment_labels') }}
+
+),
+
+{%- set recent = var('alert_recent_days') %}
+{%- set baseline = var('alert_baseline_days') %}
+
+buying_windows as (
+
+    select
+        customer_orders.customer_id,
+        sum(case
+            when customer_orders.ordered_on > {{ dbt.dateadd('day', -recent, 'as_of.as_of_date') }}
+            then 1 else 0 end) as recent_orders,
+        sum(case
+            when customer_orders.ordered_on > {{ dbt.dateadd('day', -recent, 'as_of.as_of_date') }}
+            then customer_orders.order_amount else 0 end) as recent_spend,
+        sum(case
+            when customer_orders.ordered_on <= {{ dbt.dateadd('day', -recent, 'as_of.as_of_date') }}
+            then 1 else 0 end) as baseline_orders,
+        sum(case
+            when customer_orders.ordered_on <= {{ dbt.dateadd('day', -recent, 'as_of.as_of_date') }}
+            then customer_orders.order_amount else 0 end) as baseline_spend
+    from customer_orders
+    cross join as_of
+    where not customer_orders.is_reversed
+        and customer_orders.ordered_on <= as_of.as_of_date
+        and customer_orders.ordered_on > {{ dbt.dateadd('day', -(recent + baseline), 'as_of.as_of_date') }}
+    group by customer_orders.customer_id
+
+),
+
+buying as (
+
+    select
+        buying_windows.*,
+        buying_windows.baseline_orders * {{ recent }} * 1.0 / {{ baseline }} as expected_recent_orders,
+        {{ poisson_cdf(
+            'buying_windows.recent_orders',
+            'buying_windows.baseline_orders * ' ~ recent ~ ' * 1.0 / ' ~ baseline
+        ) }} as chance_of_so_few
+    from buying_windows
+
+),
+
+gaps as (
+
+    select
+        customer_orders.customer_id,
+        count(*) as lifetime_orders,
+        {{ dbt.datediff('min(customer_orders.ordered_on)', 'max(customer_orders.ordered_on)', 'day') }}
+            * 1.0 / nullif(count(*) - 1, 0) as usual_gap_days,
+        max(customer_orders.ordered_on) as last_order_on
+    from customer_orders
+    cross join as_of
+    where not customer_orders.is_reversed
+        and customer_orders.ordered_on <= as_of.as_of_date
+    group by customer_orders.customer_id
+
+),
+
+customer_tickets as (
+
+    select
+        record_customers.customer_id,
+        tickets.ticket_id,
+        tickets.is_complaint,
+        tickets.opened_at,
+        tickets.resolved_at
+    from tickets
+    inner join record_customers
+        on record_customers.source = 'tickets'
+        and record_customers.source_key = tickets.ticket_id
+
+),
+
+complaints as (
+
+    {%- set spike = var('alert_complaint_spike_days') %}
+    select
+        customer_tickets.customer_id,
+        sum(case
+            when cast(customer_tickets.opened_at as date) > {{ dbt.dateadd('day', -spike, 'as_of.as_of_date') }}
+            then 1 else 0 end) as recent_complaints,
+        sum(case
+            when cast(customer_tickets.opened_at as date) <= {{ dbt.dateadd('day', -spike, 'as_of.as_of_date') }}
+                and cast(customer_tickets.opened_at as date) > {{ dbt.dateadd('day', -2 * spike, 'as_of.as_of_date') }}
+            then 1 else 0 end) as earlier_complaints,
+        sum(case
+            when customer_tickets.resolved_at is null
+                and customer_tickets.opened_at < {{ dbt.dateadd('hour', -var('alert_complaint_sla_hours'), dbt.dateadd('day', 1, 'as_of.as_of_date')) }}
+            then 1 else 0 end) as complaints_past_sla
+    from customer_tickets
+    cross join as_of
+    where customer_tickets.is_complaint
+        and cast(customer_tickets.opened_at as date) <= as_of.as_of_date
+    group by customer_tickets.customer_id
+
+),
+
+raised as (
+
+    select
+        buying.customer_id,
+        'frequency_drop' as alert_kind,
+        cast(buying.recent_orders as varchar) || ' orders in the last {{ recent }} days against '
+            || cast(cast(buying.expected_recent_orders as decimal(10, 1)) as varchar)
+            || ' usually (chance '
+            || cast(cast(buying.chance_of_so_few as decimal(6, 4)) as varchar) || ')' as reason
+    from buying
+    where buying.baseline_orders >= {{ var('alert_min_baseline_orders') }}
+        and buying.chance_of_so_few < {{ var('alert_drop_significance') }}
+
+    union all
+
+    -- Still buying, but far less per order than their own baseline.
+    select
+        buying.customer_id,
+        'spend_drop' as alert_kind,
+        'average order in the last {{ recent }} days fell to '
+            || cast(cast(buying.recent_spend / buying.recent_orders as decimal(18, 2)) as varchar)
+            || ' from ' || cast(cast(buying.baseline_spend / buying.baseline_orders as decimal(18, 2)) as varchar)
+            as reason
+    from buying
+    where buying.baseline_orders >= {{ var('alert_min_baseline_orders') }}
+        and buying.recent_orders > 0
+        and buying.recent_spend / buying.recent_orders
+            < {{ var('alert_drop_ratio') }} * buying.baseline_spend / buying.baseline_orders
+
+    union all
+
+    select
+        gaps.customer_id,
+        'inactive_past_usual_gap' as alert_kind,
+        'no order for ' || cast({{ dbt.datediff('gaps.last_order_on', 'as_of.as_of_date', 'day') }} as varchar)
+            || ' days; usually one every '
+            || cast(cast(gaps.usual_gap_days as decimal(10, 1)) as varchar) || ' days' as reason
+    from gaps
+    cross join as_of
+    where gaps.lifetime_orders >= {{ var('alert_inactivity_min_orders') }}
+        and gaps.usual_gap_days > 0
+        and {{ dbt.datediff('gaps.last_order_on', 'as_of.as_of_date', 'day') }}
+            > {{ var('alert_inactivity_gap_multiple') }} * gaps.usual_gap_days
+
+    union all
+
+    select
+        complaints.customer_id,
+        'complaint_spike' as alert_kind,
+        cast(complaints.recent_complaints as varchar) || ' complaints in the last '
+            || '{{ var("alert_complaint_spike_days") }} days against '
+            || cast(complaints.earlier_complaints as varchar) || ' before' as reason
+    from complaints
+    where complaints.recent_complaints >= {{ var('alert_complaint_spike_count') }}
+        and complaints.recent_complaints > complaints.earlier_complaints
+
+    union all
+
+    select
+        complaints.customer_id,
+        'complaint_past_sla' as alert_kind,
+        cast(complaints.complaints_past_sla as varchar)
+            || ' complaint(s) unresolved past the {{ var("alert_complaint_sla_hours") }}-hour SLA' as reason
+    from complaints
+    where complaints.complaints_past_sla > 0
+
+),
+
+final as (
+
+    select
+        as_of.as_of_date as alert_date,
+        raised.customer_id,
+        raised.alert_kind,
+        kind_label.label_zh as alert_kind_zh,
+        kind_label.label_en as alert_kind_en,
+        case
+            when segments.value_tier in ('diamond', 'gold') then 'high'
+            when segments.value_tier = 'silver'
+                or raised.alert_kind in ('complaint_spike', 'complaint_past_sla') then 'medium'
+            else 'low'
+        end as severity,
+        raised.reason,
+        case
+            when segments.value_tier in ('diamond', 'gold') then 'account_manager'
+            else 'automated_care'
+        end as suggested_owner,
+        segments.value_tier
+    from raised
+    cross join as_of
+    inner join segments
+        on raised.customer_id = segments.customer_id
+    left join labels as kind_label
+        on kind_label.label_kind = 'alert_kind' and kind_label.code = raised.alert_kind
+
+)
+
+select * from final
