@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     run = commands.add_parser("run", help="materialise every asset (ingest, dbt build)")
+    run.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild dbt's incremental models from all their input",
+    )
     run.set_defaults(handler=_run)
 
     identity = commands.add_parser("identity", help="the identity step: retrain, look up ids")
@@ -150,21 +155,22 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    del args
     settings = Settings.from_env()
     started = time.perf_counter()
-    ok = _run_and_report(settings)
+    ok = _run_and_report(settings, full_refresh=args.full_refresh)
     print(f"Elapsed: {time.perf_counter() - started:.1f} s")
     return 0 if ok else 1
 
 
-def _run_and_report(settings: Settings, *, retrain_identity: bool = False) -> bool:
+def _run_and_report(
+    settings: Settings, *, retrain_identity: bool = False, full_refresh: bool = False
+) -> bool:
     from crm_warehouse.summary import summarise
     from orchestration.run import run_pipeline
 
     print("Materialising every asset (ingest, staging, identity, marts) …")
     started = time.perf_counter()
-    outcome = run_pipeline(settings, retrain_identity=retrain_identity)
+    outcome = run_pipeline(settings, retrain_identity=retrain_identity, full_refresh=full_refresh)
     state = "succeeded" if outcome.success else "FAILED"
     print(f"  run {outcome.run_id} {state} in {time.perf_counter() - started:.1f} s")
     for step in outcome.failed_steps:

@@ -38,10 +38,15 @@ def dagster_instance(settings: Settings) -> dg.DagsterInstance:
 
 
 def run_pipeline(
-    settings: Settings, job_name: str = "crm_pipeline", *, retrain_identity: bool = False
+    settings: Settings,
+    job_name: str = "crm_pipeline",
+    *,
+    retrain_identity: bool = False,
+    full_refresh: bool = False,
 ) -> RunOutcome:
     """Materialise every asset of `job_name`; raises nothing on failure, reports it.
-    `retrain_identity` refits the identity model and re-resolves every record."""
+    `retrain_identity` refits the identity model and re-resolves every record;
+    `full_refresh` rebuilds dbt's incremental models from all their input."""
     definitions = build_definitions(settings, reparse_dbt=True)
     job = definitions.resolve_job_def(job_name)
     instance = dagster_instance(settings)
@@ -49,8 +54,14 @@ def run_pipeline(
     run_config: dict[str, object] = {
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }
+    ops: dict[str, object] = {}
     if retrain_identity:
-        run_config["ops"] = {"identity_resolution": {"config": {"retrain": True}}}
+        ops["identity_resolution"] = {"config": {"retrain": True}}
+    if full_refresh:
+        for dbt_op in ("dbt_staging", "dbt_marts"):
+            ops[dbt_op] = {"config": {"full_refresh": True}}
+    if ops:
+        run_config["ops"] = ops
     result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
     failed_steps = [
         event.step_key or ""

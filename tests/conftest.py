@@ -12,6 +12,7 @@ import pytest
 
 from crm_warehouse.generate import generate
 from crm_warehouse.settings import Settings
+from orchestration.run import run_pipeline
 
 # Small, but with a high defect rate so that every kind of bad row is planted.
 SAMPLE_CUSTOMERS = 3_000
@@ -56,3 +57,38 @@ def warehouse(crm_home: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
     conn = duckdb.connect(str(crm_home.warehouse_path))
     yield conn
     conn.close()
+
+
+# The pipeline end to end, once per session, for the identity and marts tests.
+PIPELINE_CUSTOMERS = 4_000
+PIPELINE_DAYS = 30
+
+
+def _settings(home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name in ("CRM_FORMS_DIR", "CRM_CALLCENTRE_DIR", "CRM_CAMPAIGNS_DIR", "CRM_SALES_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CRM_HOME", str(home))
+    settings = Settings.from_env()
+    settings.ensure_dirs()
+    return settings
+
+
+@pytest.fixture(scope="session")
+def resolved_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Generated sources run once through ingest, staging, identity and the marts."""
+    home = tmp_path_factory.mktemp("identity") / "crm"
+    # The environment points at this home only while it is built; tests read its Settings.
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        settings = _settings(home, monkeypatch)
+        generate(settings.sources_dir, PIPELINE_CUSTOMERS, PIPELINE_DAYS, seed=11)
+        outcome = run_pipeline(settings)
+    assert outcome.success, outcome.failed_steps
+    yield settings
+
+
+@pytest.fixture
+def own_copy(resolved_home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """A copy of the resolved home a test may change."""
+    home = tmp_path / "crm"
+    shutil.copytree(resolved_home.crm_home, home, ignore=shutil.ignore_patterns("dagster"))
+    return _settings(home, monkeypatch)

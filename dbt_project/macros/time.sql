@@ -5,3 +5,12 @@
         as timestamp
     )
 {%- endmacro %}
+
+
+{#- In an incremental staging model, keep only the raw rows loaded since the model's last
+    run (every raw row carries `_loaded_at`); on a first or full-refresh build, all of them. -#}
+{% macro loaded_since_last_run() -%}
+    {%- if is_incremental() %}
+    where _loaded_at > (select max(loaded_at) from {{ this }})
+    {%- endif %}
+{%- endmacro %}

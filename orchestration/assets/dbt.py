@@ -23,6 +23,17 @@ class WarehouseAddressTranslator(DagsterDbtTranslator):
         return fqn[1] if len(fqn) > 2 else None
 
 
+class DbtBuildConfig(dg.Config):
+    """`full_refresh`: rebuild incremental models from all their input (`crm run
+    --full-refresh`), instead of processing only what arrived since the last run."""
+
+    full_refresh: bool = False
+
+
+def _build_args(config: DbtBuildConfig) -> list[str]:
+    return ["build", "--full-refresh"] if config.full_refresh else ["build"]
+
+
 # The identity asset sits between the two halves of the dbt project: models that read its
 # tables (and everything after them) run after it, the rest before.
 AFTER_IDENTITY = "source:identity+"
@@ -36,9 +47,11 @@ def build_dbt_assets(project: DbtProject) -> list[dg.AssetsDefinition]:
         name="dbt_staging",
         exclude=AFTER_IDENTITY,
     )
-    def dbt_staging(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+    def dbt_staging(
+        context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCliResource
+    ) -> Iterator[Any]:
         """Seeds, staging models, the identity input and their tests (`dbt build`)."""
-        yield from dbt.cli(["build"], context=context).stream()
+        yield from dbt.cli(_build_args(config), context=context).stream()
 
     @dbt_assets(
         manifest=project.manifest_path,
@@ -47,8 +60,10 @@ def build_dbt_assets(project: DbtProject) -> list[dg.AssetsDefinition]:
         name="dbt_marts",
         select=AFTER_IDENTITY,
     )
-    def dbt_marts(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+    def dbt_marts(
+        context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCliResource
+    ) -> Iterator[Any]:
         """Models keyed on customer_id and their tests (`dbt build`)."""
-        yield from dbt.cli(["build"], context=context).stream()
+        yield from dbt.cli(_build_args(config), context=context).stream()
 
     return [dbt_staging, dbt_marts]

@@ -4,15 +4,11 @@ reruns, appended days and retraining, and merges are written and followable."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
-
 import duckdb
 import pandas as pd
 import pytest
 
-from crm_warehouse.generate import append_day, generate
+from crm_warehouse.generate import append_day
 from crm_warehouse.identity.evaluate import id_stability, link_quality, snapshot_ids
 from crm_warehouse.identity.lookup import follow
 from crm_warehouse.identity.model import IdentityModel
@@ -21,38 +17,6 @@ from crm_warehouse.settings import Settings
 from orchestration.run import run_pipeline
 
 pytestmark = pytest.mark.slow
-
-CUSTOMERS = 4_000
-DAYS = 30
-
-
-def _settings(home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    for name in ("CRM_FORMS_DIR", "CRM_CALLCENTRE_DIR", "CRM_CAMPAIGNS_DIR", "CRM_SALES_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("CRM_HOME", str(home))
-    settings = Settings.from_env()
-    settings.ensure_dirs()
-    return settings
-
-
-@pytest.fixture(scope="module")
-def resolved_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """Generated sources run once through ingest, staging, identity and the marts."""
-    home = tmp_path_factory.mktemp("identity") / "crm"
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        settings = _settings(home, monkeypatch)
-        generate(settings.sources_dir, CUSTOMERS, DAYS, seed=11)
-        outcome = run_pipeline(settings)
-        assert outcome.success, outcome.failed_steps
-        yield settings
-
-
-@pytest.fixture
-def own_copy(resolved_home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """A copy of the resolved home a test may change."""
-    home = tmp_path / "crm"
-    shutil.copytree(resolved_home.crm_home, home, ignore=shutil.ignore_patterns("dagster"))
-    return _settings(home, monkeypatch)
 
 
 def _read(settings: Settings) -> duckdb.DuckDBPyConnection:

@@ -1,8 +1,18 @@
+-- Incremental: a normal run stages only the raw rows loaded since the last one.
+{{
+    config(
+        materialized='incremental',
+        unique_key='ticket_id',
+        on_schema_change='fail',
+    )
+}}
+
 with
 
 ticket_versions as (
 
     select * from {{ source('raw', 'tickets') }}
+    {{ loaded_since_last_run() }}
 
 ),
 

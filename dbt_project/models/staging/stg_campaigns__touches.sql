@@ -1,8 +1,18 @@
+-- Incremental: a normal run stages only the raw rows loaded since the last one.
+{{
+    config(
+        materialized='incremental',
+        unique_key='touch_id',
+        on_schema_change='fail',
+    )
+}}
+
 with
 
 touches as (
 
     select * from {{ source('raw', 'campaign_touches') }}
+    {{ loaded_since_last_run() }}
 
 ),
 

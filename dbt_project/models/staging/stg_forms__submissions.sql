@@ -1,8 +1,18 @@
+-- Incremental: a normal run stages only the raw rows loaded since the last one.
+{{
+    config(
+        materialized='incremental',
+        unique_key='submission_id',
+        on_schema_change='fail',
+    )
+}}
+
 with
 
 submissions as (
 
     select * from {{ source('raw', 'form_submissions') }}
+    {{ loaded_since_last_run() }}
 
 ),
 

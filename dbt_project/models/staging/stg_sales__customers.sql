@@ -1,8 +1,18 @@
+-- Incremental: a normal run stages only the raw rows loaded since the last one.
+{{
+    config(
+        materialized='incremental',
+        unique_key='sales_customer_id',
+        on_schema_change='fail',
+    )
+}}
+
 with
 
 customers as (
 
     select * from {{ source('raw', 'sales_customers') }}
+    {{ loaded_since_last_run() }}
 
 ),
 

@@ -97,8 +97,7 @@ measured as (
         order_history.first_order_on,
         order_history.last_order_on,
         {{ dbt.datediff('order_history.last_order_on', 'as_of.as_of_date', 'day') }} as recency_days,
-        {{ dbt.datediff('cast(customers.first_seen_at as date)', 'as_of.as_of_date', 'day') }} as tenure_days,
-        {{ dbt.datediff('order_history.first_order_on', 'as_of.as_of_date', 'day') }} as days_since_first_order
+        {{ dbt.datediff('cast(customers.first_seen_at as date)', 'as_of.as_of_date', 'day') }} as tenure_days
     from customers
     cross join as_of
     left join order_history
@@ -152,7 +151,7 @@ classified as (
             when trend_earlier_orders > 0
                 and trend_recent_orders < trend_earlier_orders * {{ var('lifecycle_decline_ratio') }}
                 then 'decline'
-            when days_since_first_order <= {{ var('lifecycle_exploration_days') }} then 'exploration'
+            when tenure_days <= {{ var('lifecycle_exploration_days') }} then 'exploration'
             when lifetime_orders >= {{ var('lifecycle_stability_min_orders') }}
                 and tenure_days >= {{ var('lifecycle_stability_min_tenure_days') }}
                 then 'stability'
