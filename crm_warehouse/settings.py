@@ -42,7 +42,7 @@ class Settings:
     duckdb_memory_limit: str = "768MB"
     dbt_target: str = "dev"
     # Splink scores pairs in its own in-memory DuckDB, beside the warehouse's.
-    identity_memory_limit: str = "2GB"
+    identity_memory_limit: str = "1536MB"
 
     @property
     def sources_dir(self) -> Path:
@@ -127,7 +127,7 @@ class Settings:
             ),
             dbt_target=str(setting("CRM_DBT_TARGET", "dbt_target", "dev")),
             identity_memory_limit=str(
-                setting("CRM_IDENTITY_MEMORY_LIMIT", "identity_memory_limit", "2GB")
+                setting("CRM_IDENTITY_MEMORY_LIMIT", "identity_memory_limit", "1536MB")
             ),
         )
 
