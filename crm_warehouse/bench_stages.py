@@ -143,8 +143,9 @@ def _identity(settings: Settings) -> dict[str, object]:
 
     snapshot = settings.scratch_dir / "identity-ids.json"
     with settings.connect_warehouse() as conn:
-        records = conn.sql("select * from intermediate.int_identity__records").df()
+        # What the identity asset does: read the staged records, link them.
         started = time.perf_counter()
+        records = conn.sql("select * from intermediate.int_identity__records").df()
         run = link_records(
             conn,
             records,

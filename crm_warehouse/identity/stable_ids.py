@@ -381,17 +381,23 @@ def _link_new(
         return _no_change(model)
     columns = ", ".join(PREPARED_COLUMNS)
     # The known records that could be the same person as a touching one: those sharing a
-    # blocking key with it. Scoring runs on these and the touching records only.
-    shared_keys = " or ".join(
-        [
-            "r.phone = t.phone",
-            "r.email = t.email",
-            "r.id_card = t.id_card",
-            "r.member_no = t.member_no",
-            "(r.name_key = t.name_key and r.city = t.city)",
-            "(r.name_key = t.name_key and r.birth_date = t.birth_date)",
-            "(r.name_key = t.name_key and r.postcode = t.postcode)",
-        ]
+    # blocking key with it. Scoring runs on these and the touching records only. One equi-
+    # join per key: a join on OR-ed keys cannot hash and would compare every pair.
+    shared_keys = [
+        ["phone"],
+        ["email"],
+        ["id_card"],
+        ["member_no"],
+        ["name_key", "city"],
+        ["name_key", "birth_date"],
+        ["name_key", "postcode"],
+    ]
+    candidates = " union ".join(
+        f"""
+        select r.record_id from identity.records as r
+        semi join touching as t on {" and ".join(f"r.{k} = t.{k}" for k in keys)}
+        """
+        for keys in shared_keys
     )
     neighbours = warehouse.sql(
         f"""
@@ -399,7 +405,7 @@ def _link_new(
         union all
         select {", ".join("r." + c for c in PREPARED_COLUMNS)}
         from identity.records as r
-        semi join touching as t on ({shared_keys})
+        semi join ({candidates}) as candidate using (record_id)
         anti join touching as own on own.record_id = r.record_id
         """
     ).to_arrow_table()
