@@ -19,3 +19,14 @@
         {%- endfor %}
     ) end
 {%- endmacro %}
+
+
+{#- A membership level as a number, higher is better, so a drop is a downgrade. -#}
+{% macro level_rank(level) -%}
+    case {{ level }}
+        when 'diamond' then 4
+        when 'gold' then 3
+        when 'silver' then 2
+        when 'regular' then 1
+    end
+{%- endmacro %}

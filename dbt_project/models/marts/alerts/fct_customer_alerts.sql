@@ -49,6 +49,12 @@ labels as (
 
 ),
 
+membership_changes as (
+
+    select * from {{ ref('int_sales__membership_changes') }}
+
+),
+
 {%- set recent = var('alert_recent_days') %}
 {%- set baseline = var('alert_baseline_days') %}
 
@@ -210,6 +216,20 @@ raised as (
             || ' complaint(s) unresolved past the {{ var("alert_complaint_sla_hours") }}-hour SLA' as reason
     from complaints
     where complaints.complaints_past_sla > 0
+
+    union all
+
+    select
+        membership_changes.customer_id,
+        'membership_downgrade' as alert_kind,
+        'membership level went down from ' || membership_changes.previous_level || ' to '
+            || membership_changes.membership_level || ' on '
+            || cast(membership_changes.changed_on as varchar) as reason
+    from membership_changes
+    cross join as_of
+    where membership_changes.is_downgrade
+        and membership_changes.changed_on > {{ dbt.dateadd('day', -recent, 'as_of.as_of_date') }}
+        and membership_changes.changed_on <= as_of.as_of_date
 
 ),
 
