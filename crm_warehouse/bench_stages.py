@@ -139,20 +139,13 @@ def _identity(settings: Settings) -> dict[str, object]:
     """Link the staged records (all of them on the first call, the new ones after), then
     score the links against the ground truth and the ids against the previous call's."""
     from crm_warehouse.identity.evaluate import id_stability, link_quality, snapshot_ids
-    from crm_warehouse.identity.stable_ids import link_records
+    from crm_warehouse.identity.stable_ids import link_staged_records
 
     snapshot = settings.scratch_dir / "identity-ids.json"
     with settings.connect_warehouse() as conn:
         # What the identity asset does: read the staged records, link them.
         started = time.perf_counter()
-        records = conn.sql("select * from intermediate.int_identity__records").df()
-        run = link_records(
-            conn,
-            records,
-            settings.identity_model_dir,
-            memory_limit=settings.identity_memory_limit,
-            scratch_dir=settings.scratch_dir,
-        )
+        run = link_staged_records(conn, settings)
         seconds = round(time.perf_counter() - started, 2)
         quality = link_quality(conn, settings.truth_dir).as_dict()
         stability = (

@@ -34,9 +34,11 @@ from crm_warehouse.identity.resolve import (
     score_pairs,
     term_frequency_tables,
 )
+from crm_warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
 
+STAGED_RECORDS = "intermediate.int_identity__records"
 ID_PREFIX = "CU"
 ID_DIGITS = 9
 # Columns whose change makes a known record worth linking again.
@@ -118,6 +120,22 @@ class IdentityRun:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def link_staged_records(
+    warehouse: duckdb.DuckDBPyConnection, settings: Settings, *, retrain: bool = False
+) -> IdentityRun:
+    """The pipeline's identity step: link the records dbt staged (`STAGED_RECORDS`) with
+    the model under `CRM_HOME/models/identity` and the configured memory."""
+    records = warehouse.sql(f"select * from {STAGED_RECORDS}").df()
+    return link_records(
+        warehouse,
+        records,
+        settings.identity_model_dir,
+        retrain=retrain,
+        memory_limit=settings.identity_memory_limit,
+        scratch_dir=settings.scratch_dir,
+    )
 
 
 def ensure_identity_schema(conn: duckdb.DuckDBPyConnection) -> None:
@@ -286,17 +304,7 @@ def _resolve_everything(
         anti join homes as h on h.customer_id = p.customer_id and h.cluster_id = c.cluster_id
         """
     ).fetchall()
-    fresh = [
-        row[0]
-        for row in warehouse.sql(
-            """
-            select cluster_id from clusters anti join cluster_ids using (cluster_id)
-            group by cluster_id order by min(record_id)
-            """
-        ).fetchall()
-    ]
-    issued = _issue_ids(warehouse, fresh)
-    _register_issued(warehouse, issued)
+    issued = _issue_ids_to_unclaimed(warehouse, "clusters", "cluster_ids")
     warehouse.execute(
         """
         create or replace temp table assigned as
@@ -491,17 +499,7 @@ def _link_new(
         from component_customers where len(customer_ids) > 1
         """
     ).fetchall()
-    fresh = [
-        row[0]
-        for row in warehouse.sql(
-            """
-            select cluster_id from components anti join component_customers using (cluster_id)
-            group by cluster_id order by min(record_id)
-            """
-        ).fetchall()
-    ]
-    issued = _issue_ids(warehouse, fresh)
-    _register_issued(warehouse, issued)
+    issued = _issue_ids_to_unclaimed(warehouse, "components", "component_customers")
     warehouse.execute(
         """
         create or replace temp table linked as
@@ -539,6 +537,26 @@ def _no_change(model: IdentityModel) -> dict[str, object]:
         "customers_merged": 0,
         "customers_split": 0,
     }
+
+
+def _issue_ids_to_unclaimed(
+    warehouse: duckdb.DuckDBPyConnection, clusters: str, claimed: str
+) -> dict[str, str]:
+    """New ids for the clusters of `clusters` (record_id, cluster_id) that no existing id
+    claims in `claimed` (by cluster_id), in the order of their smallest record; registered
+    as the temp table `fresh_ids`."""
+    unclaimed = [
+        row[0]
+        for row in warehouse.sql(
+            f"""
+            select cluster_id from {clusters} anti join {claimed} using (cluster_id)
+            group by cluster_id order by min(record_id)
+            """
+        ).fetchall()
+    ]
+    issued = _issue_ids(warehouse, unclaimed)
+    _register_issued(warehouse, issued)
+    return issued
 
 
 def _issue_ids(warehouse: duckdb.DuckDBPyConnection, clusters: list[str]) -> dict[str, str]:

@@ -40,30 +40,25 @@ AFTER_IDENTITY = "source:identity+"
 
 
 def build_dbt_assets(project: DbtProject) -> list[dg.AssetsDefinition]:
+    """Two halves of one `dbt build`: seeds, staging and the identity input before the
+    identity asset (`dbt_staging`); the models keyed on customer_id after it (`dbt_marts`)."""
+    return [
+        _dbt_build_assets(project, "dbt_staging", exclude=AFTER_IDENTITY),
+        _dbt_build_assets(project, "dbt_marts", select=AFTER_IDENTITY),
+    ]
+
+
+def _dbt_build_assets(project: DbtProject, name: str, **selection: str) -> dg.AssetsDefinition:
     @dbt_assets(
         manifest=project.manifest_path,
         project=project,
         dagster_dbt_translator=WarehouseAddressTranslator(),
-        name="dbt_staging",
-        exclude=AFTER_IDENTITY,
+        name=name,
+        **selection,
     )
-    def dbt_staging(
+    def build(
         context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCliResource
     ) -> Iterator[Any]:
-        """Seeds, staging models, the identity input and their tests (`dbt build`)."""
         yield from dbt.cli(_build_args(config), context=context).stream()
 
-    @dbt_assets(
-        manifest=project.manifest_path,
-        project=project,
-        dagster_dbt_translator=WarehouseAddressTranslator(),
-        name="dbt_marts",
-        select=AFTER_IDENTITY,
-    )
-    def dbt_marts(
-        context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCliResource
-    ) -> Iterator[Any]:
-        """Models keyed on customer_id and their tests (`dbt build`)."""
-        yield from dbt.cli(_build_args(config), context=context).stream()
-
-    return [dbt_staging, dbt_marts]
+    return build

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from crm_warehouse.identity.stable_ids import link_records
+from crm_warehouse.identity.stable_ids import link_staged_records
 from crm_warehouse.settings import Settings
 
 RECORDS_INPUT = dg.AssetKey(["intermediate", "int_identity__records"])
@@ -54,15 +54,7 @@ def identity_resolution(
     """Link new and changed records to customers; the first run (or a retrain) trains the
     model, saves it under CRM_HOME/models/identity and resolves everyone."""
     with warehouse.get_connection() as conn:
-        records = conn.sql("select * from intermediate.int_identity__records").df()
-        run = link_records(
-            conn,
-            records,
-            settings.identity_model_dir,
-            retrain=config.retrain,
-            memory_limit=settings.identity_memory_limit,
-            scratch_dir=settings.scratch_dir,
-        )
+        run = link_staged_records(conn, settings, retrain=config.retrain)
         customers, active = conn.execute(
             "select count(*), count(*) filter (where merged_into is null) from identity.customers"
         ).fetchall()[0]
