@@ -1,0 +1,81 @@
+"""`fit_clv` on a transactions frame: the literature's parameters on CDNOW, and sensible
+predictions on a frame made by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lifetimes
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml.clv import fit_clv
+
+
+def _cdnow_sample() -> pd.DataFrame:
+    """The 1/10 CDNOW sample of Fader, Hardie & Lee (2005), shipped inside lifetimes."""
+    path = Path(lifetimes.__file__).parent / "datasets" / "CDNOW_sample.txt"
+    frame = pd.read_csv(
+        path,
+        sep=r"\s+",
+        header=None,
+        names=["master_id", "customer_id", "date", "quantity", "amount"],
+        dtype={"date": str},
+    )
+    frame["date"] = pd.to_datetime(frame["date"], format="%Y%m%d")
+    return frame
+
+
+def test_the_cdnow_sample_gives_the_published_parameters() -> None:
+    # Calibration period of the paper: 1997-01-01 to 1997-09-30 (39 weeks).
+    fit = fit_clv(_cdnow_sample(), "1997-09-30", penalizer=0.0)
+    assert len(fit.predictions) == 2357
+    # BG/NBD (Fader, Hardie & Lee 2005): r 0.243, alpha 4.414 weeks, a 0.793, b 2.426;
+    # alpha is in days here.
+    assert fit.bg_nbd["r"] == pytest.approx(0.243, rel=0.01)
+    assert fit.bg_nbd["alpha"] / 7 == pytest.approx(4.414, rel=0.01)
+    assert fit.bg_nbd["a"] == pytest.approx(0.793, rel=0.01)
+    assert fit.bg_nbd["b"] == pytest.approx(2.426, rel=0.01)
+    # Gamma–Gamma (Fader & Hardie 2013): p 6.25, q 3.74, v 15.44.
+    assert fit.gamma_gamma["p"] == pytest.approx(6.25, rel=0.01)
+    assert fit.gamma_gamma["q"] == pytest.approx(3.74, rel=0.01)
+    assert fit.gamma_gamma["v"] == pytest.approx(15.44, rel=0.01)
+
+
+def test_predictions_rank_frequent_recent_buyers_above_lapsed_ones() -> None:
+    rng = np.random.default_rng(3)
+    rows = []
+    for customer in range(300):
+        # Even customers buy every ~10 days to the end; odd ones stopped after 60 days.
+        # Each has a typical basket of their own, as Gamma-Gamma assumes.
+        last_day = 300 if customer % 2 == 0 else 60
+        basket = float(rng.gamma(3.0, 40.0))
+        for day in range(0, last_day, int(rng.integers(7, 14))):
+            when = pd.Timestamp("2026-01-01") + pd.Timedelta(days=day)
+            rows.append((f"C{customer}", when, float(rng.gamma(6.0, basket / 6.0))))
+    transactions = pd.DataFrame(rows, columns=["customer_id", "date", "amount"])
+    fit = fit_clv(transactions, "2026-10-31", horizon_days=90)
+    predictions = fit.predictions.set_index("customer_id")
+    active = predictions.loc[[f"C{c}" for c in range(0, 300, 2)]]
+    lapsed = predictions.loc[[f"C{c}" for c in range(1, 300, 2)]]
+    assert active["probability_alive"].median() > 0.9 > lapsed["probability_alive"].median()
+    assert active["expected_purchases"].median() > 3 * lapsed["expected_purchases"].median()
+    assert (predictions["expected_value"] >= 0).all()
+    assert fit.observation_end.isoformat() == "2026-10-31"
+
+
+def test_transactions_after_the_observation_end_are_ignored() -> None:
+    transactions = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "a", "b", "b", "b"],
+            "date": ["2026-01-01", "2026-02-01", "2026-12-01", "2026-01-05", "2026-03-01",
+                     "2026-04-01"],
+            "amount": [10.0, 20.0, 999.0, 5.0, 5.0, 5.0],
+        }
+    )  # fmt: skip
+    fit = fit_clv(transactions, "2026-06-30")
+    frequency = fit.predictions.set_index("customer_id")["frequency"]
+    assert frequency.to_dict() == {"a": 1.0, "b": 2.0}
+    with pytest.raises(KeyError):
+        fit_clv(transactions.rename(columns={"amount": "value"}), "2026-06-30")
