@@ -22,21 +22,9 @@ customer_orders as (
 
 ),
 
-record_customers as (
-
-    select * from {{ ref('int_identity__record_customers') }}
-
-),
-
 touched_customers as (
 
-    select
-        touches.*,
-        record_customers.customer_id
-    from touches
-    inner join record_customers
-        on record_customers.source = 'sales_customers'
-        and record_customers.source_key = touches.member_no
+    select * from {{ ref('int_campaigns__touch_customers') }}
 
 ),
 

@@ -15,15 +15,9 @@ record_customers as (
 
 ),
 
-sales_customers as (
+customer_orders as (
 
-    select * from {{ ref('stg_sales__customers') }}
-
-),
-
-orders as (
-
-    select * from {{ ref('stg_sales__orders') }}
+    select * from {{ ref('int_sales__customer_orders') }}
 
 ),
 
@@ -45,51 +39,34 @@ tickets as (
 
 ),
 
-touches as (
+touch_customers as (
 
-    select * from {{ ref('stg_campaigns__touches') }}
-
-),
-
-member_customers as (
-
-    select
-        sales_customers.sales_customer_id,
-        sales_customers.member_no,
-        record_customers.customer_id
-    from sales_customers
-    inner join record_customers
-        on record_customers.source = 'sales_customers'
-        and record_customers.source_key = sales_customers.member_no
+    select * from {{ ref('int_campaigns__touch_customers') }}
 
 ),
 
 purchases as (
 
     select
-        member_customers.customer_id,
+        customer_id,
         count(*) as order_count,
-        sum(orders.order_amount) as revenue,
-        min(orders.ordered_at) as first_order_at,
-        max(orders.ordered_at) as last_order_at
-    from orders
-    inner join member_customers
-        on orders.sales_customer_id = member_customers.sales_customer_id
-    where not orders.is_reversed
-    group by member_customers.customer_id
+        sum(order_amount) as revenue,
+        min(ordered_at) as first_order_at,
+        max(ordered_at) as last_order_at
+    from customer_orders
+    where not is_reversed
+    group by customer_id
 
 ),
 
 reversals as (
 
     select
-        member_customers.customer_id,
+        customer_id,
         count(*) as reversed_order_count
-    from orders
-    inner join member_customers
-        on orders.sales_customer_id = member_customers.sales_customer_id
-    where orders.is_reversed
-    group by member_customers.customer_id
+    from customer_orders
+    where is_reversed
+    group by customer_id
 
 ),
 
@@ -128,16 +105,14 @@ ticket_summary as (
 campaign_summary as (
 
     select
-        member_customers.customer_id,
+        customer_id,
         count(*) as touch_count,
-        sum(case when touches.opened_at is not null then 1 else 0 end) as opened_count,
-        sum(case when touches.clicked_at is not null then 1 else 0 end) as clicked_count,
-        sum(case when touches.converted_at is not null then 1 else 0 end) as converted_count,
-        max(touches.sent_at) as last_touch_at
-    from touches
-    inner join member_customers
-        on touches.member_no = member_customers.member_no
-    group by member_customers.customer_id
+        sum(case when opened_at is not null then 1 else 0 end) as opened_count,
+        sum(case when clicked_at is not null then 1 else 0 end) as clicked_count,
+        sum(case when converted_at is not null then 1 else 0 end) as converted_count,
+        max(sent_at) as last_touch_at
+    from touch_customers
+    group by customer_id
 
 ),
 
