@@ -8,7 +8,6 @@ same `score_pairs` and `cluster` in `crm_warehouse.identity.stable_ids`.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -18,7 +17,7 @@ from splink.backends.duckdb import DuckDBAPI
 from splink.clustering import cluster_pairwise_predictions_at_threshold
 
 from crm_warehouse.identity.model import IdentityModel, splink_connection, train
-from crm_warehouse.identity.records import PREPARED_COLUMNS, prepare
+from crm_warehouse.identity.records import prepare
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +41,7 @@ def resolve(
     """
     prepared = prepare(records, default_region=default_region)
     with splink_connection() as conn:
-        conn.register("prepared_frame", prepared)
-        conn.execute("create table records as select * from prepared_frame")
-        conn.unregister("prepared_frame")
+        copy_into(conn, "records", prepared)
         if model is None:
             model = train(conn, "records")
         edges = score_pairs(conn, "records", model, threshold=threshold)
@@ -210,12 +207,16 @@ def cluster(
     return "identity_clusters"
 
 
-def load_prepared(conn: duckdb.DuckDBPyConnection, prepared: pd.DataFrame, table: str) -> None:
-    """A prepared frame into `conn` as `table`, columns in the documented order."""
-    conn.register("prepared_frame", prepared[list(PREPARED_COLUMNS)])
-    conn.execute(f"create or replace table {table} as select * from prepared_frame")
-    conn.unregister("prepared_frame")
-
-
-def model_dir(models_dir: Path) -> Path:
-    return models_dir / "identity"
+def copy_into(
+    conn: duckdb.DuckDBPyConnection, table: str, data: object, *, temp: bool = False
+) -> None:
+    """A pandas frame or Arrow table into `table` of `conn`, replacing it: how rows move
+    between the warehouse and Splink's own DuckDB."""
+    view = f"{table}_incoming_data"
+    conn.register(view, data)
+    try:
+        conn.execute(
+            f"create or replace {'temp ' if temp else ''}table {table} as select * from {view}"
+        )
+    finally:
+        conn.unregister(view)

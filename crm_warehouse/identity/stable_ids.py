@@ -31,6 +31,7 @@ from crm_warehouse.identity.model import IdentityModel, splink_connection, train
 from crm_warehouse.identity.records import PREPARED_COLUMNS, RECORD_COLUMNS, prepare
 from crm_warehouse.identity.resolve import (
     cluster,
+    copy_into,
     score_pairs,
     term_frequency_tables,
 )
@@ -43,6 +44,8 @@ ID_PREFIX = "CU"
 ID_DIGITS = 9
 # Columns whose change makes a known record worth linking again.
 _COMPARED = [c for c in PREPARED_COLUMNS if c not in ("record_id", "source", "source_key")]
+# An incoming record `i` whose comparable values differ from its known version `r`.
+_VALUES_DIFFER = " or ".join(f"i.{c} is distinct from r.{c}" for c in _COMPARED)
 
 _SCHEMA = """
 create schema if not exists identity;
@@ -164,9 +167,7 @@ def link_records(
     ensure_identity_schema(warehouse)
     retrain_or_first = retrain or IdentityModel.load(model_dir) is None
     prepared = prepare(_worth_preparing(warehouse, records, everything=retrain_or_first))
-    warehouse.register("incoming_frame", prepared[list(PREPARED_COLUMNS)])
-    warehouse.execute("create or replace temp table incoming as select * from incoming_frame")
-    warehouse.unregister("incoming_frame")
+    copy_into(warehouse, "incoming", prepared[list(PREPARED_COLUMNS)], temp=True)
     # What the run will write, filled by whichever path it takes; empty if nothing changes.
     warehouse.execute(
         """
@@ -244,9 +245,7 @@ def _resolve_everything(
     model_dir: Path,
     threshold: float | None,
 ) -> dict[str, object]:
-    splink_conn.register("incoming_arrow", warehouse.sql("select * from incoming").to_arrow_table())
-    splink_conn.execute("create table records as select * from incoming_arrow")
-    splink_conn.unregister("incoming_arrow")
+    copy_into(splink_conn, "records", warehouse.sql("select * from incoming").to_arrow_table())
     if model is None:
         model = train(splink_conn, "records")
         model.save(model_dir)
@@ -257,11 +256,12 @@ def _resolve_everything(
         )
     edges = score_pairs(splink_conn, "records", model, threshold=threshold)
     clusters = cluster(splink_conn, "records", edges, model, threshold=threshold)
-    warehouse.register(
-        "clusters_arrow", splink_conn.sql(f"select * from {clusters}").to_arrow_table()
+    copy_into(
+        warehouse,
+        "clusters",
+        splink_conn.sql(f"select * from {clusters}").to_arrow_table(),
+        temp=True,
     )
-    warehouse.execute("create or replace temp table clusters as select * from clusters_arrow")
-    warehouse.unregister("clusters_arrow")
     pairs = _scalar(splink_conn, f"select count(*) from {edges}")
     new_records = _scalar(
         warehouse,
@@ -352,11 +352,10 @@ def _cluster_customer(
 
 
 def _changed_count(warehouse: duckdb.DuckDBPyConnection) -> int:
-    differs = " or ".join(f"i.{c} is distinct from r.{c}" for c in _COMPARED)
     return _scalar(
         warehouse,
         f"""select count(*) from incoming as i join identity.records as r using (record_id)
-            where {differs}""",
+            where {_VALUES_DIFFER}""",
     )
 
 
@@ -366,13 +365,12 @@ def _link_new(
     model: IdentityModel,
     threshold: float | None,
 ) -> dict[str, object]:
-    differs = " or ".join(f"i.{c} is distinct from r.{c}" for c in _COMPARED)
     warehouse.execute(
         f"""
         create or replace temp table touching as
         select i.*, r.customer_id as known_customer_id
         from incoming as i left join identity.records as r using (record_id)
-        where r.record_id is null or {differs}
+        where r.record_id is null or {_VALUES_DIFFER}
         """
     )
     new_records = _scalar(
@@ -425,12 +423,12 @@ def _link_new(
         """
     )
     frequencies = term_frequency_tables(warehouse, "everyone", model)
-    splink_conn.register("neighbours_arrow", neighbours)
-    splink_conn.execute("create table records as select * from neighbours_arrow")
-    splink_conn.unregister("neighbours_arrow")
-    touching_ids = warehouse.sql("select record_id from touching").to_arrow_table()
-    splink_conn.register("touching_arrow", touching_ids)
-    splink_conn.execute("create table touching_ids as select * from touching_arrow")
+    copy_into(splink_conn, "records", neighbours)
+    copy_into(
+        splink_conn,
+        "touching_ids",
+        warehouse.sql("select record_id from touching").to_arrow_table(),
+    )
     edges = score_pairs(
         splink_conn,
         "records",
@@ -439,10 +437,14 @@ def _link_new(
         touching="touching_ids",
         term_frequencies=frequencies,
     )
-    edge_rows = splink_conn.sql(
-        f"select record_id_l, record_id_r, match_probability from {edges}"
-    ).to_arrow_table()
-    warehouse.register("edge_arrow", edge_rows)
+    copy_into(
+        warehouse,
+        "scored_edges",
+        splink_conn.sql(
+            f"select record_id_l, record_id_r, match_probability from {edges}"
+        ).to_arrow_table(),
+        temp=True,
+    )
     # A known record stands for its customer: the graph's nodes are the touching records
     # and the customers they reach.
     warehouse.execute(
@@ -451,7 +453,7 @@ def _link_new(
         select coalesce(l.customer_id, e.record_id_l) as record_id_l,
                coalesce(r.customer_id, e.record_id_r) as record_id_r,
                e.match_probability
-        from edge_arrow as e
+        from scored_edges as e
         left join identity.records as l
             on l.record_id = e.record_id_l
             and l.record_id not in (select record_id from touching)
@@ -469,22 +471,22 @@ def _link_new(
         select record_id_r from customer_graph_edges;
         """
     )
-    warehouse.unregister("edge_arrow")
     pairs = _scalar(warehouse, "select count(*) from customer_graph_edges")
-    graph_nodes = warehouse.sql("select * from customer_graph_nodes").to_arrow_table()
-    graph_edges = warehouse.sql("select * from customer_graph_edges").to_arrow_table()
-    splink_conn.register("graph_nodes_arrow", graph_nodes)
-    splink_conn.execute("create table graph_nodes as select * from graph_nodes_arrow")
-    splink_conn.register("graph_edges_arrow", graph_edges)
-    splink_conn.execute("create table graph_edges as select * from graph_edges_arrow")
+    for graph_table in ("nodes", "edges"):
+        copy_into(
+            splink_conn,
+            f"graph_{graph_table}",
+            warehouse.sql(f"select * from customer_graph_{graph_table}").to_arrow_table(),
+        )
     components = cluster(splink_conn, "graph_nodes", "graph_edges", model, threshold=threshold)
-    warehouse.register(
-        "components_arrow", splink_conn.sql(f"select * from {components}").to_arrow_table()
+    copy_into(
+        warehouse,
+        "components",
+        splink_conn.sql(f"select * from {components}").to_arrow_table(),
+        temp=True,
     )
     warehouse.execute(
         """
-        create or replace temp table components as select * from components_arrow;
-
         create or replace temp table component_customers as
         select cluster_id, list(record_id order by record_id) as customer_ids
         from components
@@ -492,7 +494,6 @@ def _link_new(
         group by cluster_id;
         """
     )
-    warehouse.unregister("components_arrow")
     merges = warehouse.sql(
         """
         select unnest(customer_ids[2:]) as old_customer_id, customer_ids[1] as new_customer_id
