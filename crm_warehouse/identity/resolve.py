@@ -87,7 +87,7 @@ def score_pairs(
     )
     conn.execute(
         f"""
-        create or replace table identity_edges as
+        create or replace temp table identity_candidate_edges as
         select * from (
             select p.record_id_l, p.record_id_r, p.match_probability, 'splink' as rule
             from {scored} as p
@@ -101,6 +101,7 @@ def score_pairs(
         {keep}
         """
     )
+    conn.execute(_weak_records_link_once(table, touching))
     return "identity_edges"
 
 
@@ -118,6 +119,51 @@ _NAMES_AGREE = """(
 _ANOTHER_IDENTIFIER_AGREES = (
     "(l.email = r.email or l.id_card = r.id_card or l.member_no = r.member_no)"
 )
+
+
+def _weak_records_link_once(table: str, touching: str | None) -> str:
+    """Keep every edge, except that a weak record (nothing but a name, city, address or
+    gender: no phone, e-mail, id card, member number or birth date) keeps only its best
+    edge, and in incremental linking only while it is new. Two people of one name in one
+    city both match such a record; linking it to both would merge them through it."""
+    new_only = (
+        "" if touching is None else f"where ends.record_id in (select record_id from {touching})"
+    )
+    return f"""
+        create or replace table identity_edges as
+        with
+        weak as (
+            select record_id from {table}
+            where phone is null and email is null and id_card is null
+                and member_no is null and birth_date is null
+        ),
+        ends as (
+            select record_id_l as record_id, record_id_r as other_id, match_probability
+            from identity_candidate_edges
+            union all
+            select record_id_r, record_id_l, match_probability from identity_candidate_edges
+        ),
+        best_of_weak as (
+            select record_id, other_id from (
+                select ends.*, row_number() over (
+                    partition by ends.record_id
+                    order by ends.match_probability desc,
+                        ends.other_id in (select record_id from weak),
+                        ends.other_id
+                ) as rank
+                from ends
+                semi join weak on ends.record_id = weak.record_id
+                {new_only}
+            ) where rank = 1
+        )
+        select e.* from identity_candidate_edges as e
+        left join best_of_weak as best_l
+            on best_l.record_id = e.record_id_l and best_l.other_id = e.record_id_r
+        left join best_of_weak as best_r
+            on best_r.record_id = e.record_id_r and best_r.other_id = e.record_id_l
+        where (e.record_id_l not in (select record_id from weak) or best_l.record_id is not null)
+            and (e.record_id_r not in (select record_id from weak) or best_r.record_id is not null)
+    """
 
 
 def _certain_pairs(table: str) -> str:
