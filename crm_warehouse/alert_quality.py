@@ -1,9 +1,10 @@
-"""How well the customer-change alerts find the behaviour the generator planted.
+"""How well the customer-change alerts and the churn scores find the behaviour the
+generator planted.
 
 For benchmarks and tests only: the pipeline never reads `sources/_truth/`. Planted churners
-(members who stop buying) should raise a buying alert (frequency drop or inactivity);
-planted complainers (people who start complaining, up to the alert day) a complaint alert.
-Spend-per-order drops are not planted, so they are not scored.
+(members who stop buying) should raise a buying alert (frequency drop or inactivity) and a
+high churn score; planted complainers (people who start complaining, up to the alert day) a
+complaint alert. Spend-per-order drops are not planted, so they are not scored.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import numpy as np
+from sklearn.metrics import roc_auc_score
 
 _KINDS = {
     "churn": ("frequency_drop", "inactive_past_usual_gap"),
@@ -18,16 +21,8 @@ _KINDS = {
 }
 
 
-def alert_quality(conn: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict[str, dict[str, float]]:
-    """Precision and recall of the latest day's alerts, per planted behaviour."""
-    records = (truth_dir / "records.csv").as_posix()
-    people = (truth_dir / "people.csv").as_posix()
-    figures: dict[str, dict[str, float]] = {}
-    for behaviour, kinds in _KINDS.items():
-        planted_column = "churned_on" if behaviour == "churn" else "complaints_from"
-        alerted, planted, hit = conn.execute(
-            f"""
-            with latest as (select max(alert_date) as day from marts.fct_customer_alerts),
+# Each planted person's main customer_id: the one most of their records resolved to.
+_MAIN_CUSTOMER_CTES = """
             truth as (
                 select source || ':' || record_key as record_id, person_id
                 from read_csv(?, all_varchar = true)
@@ -44,7 +39,52 @@ def alert_quality(conn: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict[str,
                     ) as rank
                     from person_customers
                 ) where rank = 1
-            ),
+            )"""
+
+
+def planted_churn_auc(
+    conn: duckdb.DuckDBPyConnection,
+    truth_dir: Path,
+    scores: list[tuple[str, float]],
+    as_of: object,
+) -> dict[str, float]:
+    """ROC AUC of churn probabilities (`scores`: customer_id, probability) for telling the
+    customers planted to churn on or before `as_of` from the other scored customers."""
+    planted = {
+        row[0]
+        for row in conn.execute(
+            f"""
+            with {_MAIN_CUSTOMER_CTES}
+            select distinct m.customer_id
+            from read_csv(?, all_varchar = true) as p
+            join main_customer as m using (person_id)
+            where p.churned_on is not null and cast(p.churned_on as date) <= cast(? as date)
+            """,
+            [(truth_dir / "records.csv").as_posix(), (truth_dir / "people.csv").as_posix(), as_of],
+        ).fetchall()
+    }
+    truth = np.array([customer in planted for customer, _ in scores])
+    probability = np.array([p for _, p in scores], dtype=float)
+    if truth.all() or not truth.any():
+        return {"planted_scored": int(truth.sum()), "scored": len(scores), "roc_auc": float("nan")}
+    return {
+        "planted_scored": int(truth.sum()),
+        "scored": len(scores),
+        "roc_auc": round(float(roc_auc_score(truth, probability)), 4),
+    }
+
+
+def alert_quality(conn: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict[str, dict[str, float]]:
+    """Precision and recall of the latest day's alerts, per planted behaviour."""
+    records = (truth_dir / "records.csv").as_posix()
+    people = (truth_dir / "people.csv").as_posix()
+    figures: dict[str, dict[str, float]] = {}
+    for behaviour, kinds in _KINDS.items():
+        planted_column = "churned_on" if behaviour == "churn" else "complaints_from"
+        alerted, planted, hit = conn.execute(
+            f"""
+            with latest as (select max(alert_date) as day from marts.fct_customer_alerts),
+            {_MAIN_CUSTOMER_CTES},
             planted as (
                 select distinct m.customer_id
                 from read_csv(?, all_varchar = true) as p

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.clv import fit_clv
+from ml.clv import clv_holdout, fit_clv
 
 
 def _cdnow_sample() -> pd.DataFrame:
@@ -79,3 +79,45 @@ def test_transactions_after_the_observation_end_are_ignored() -> None:
     assert frequency.to_dict() == {"a": 1.0, "b": 2.0}
     with pytest.raises(KeyError):
         fit_clv(transactions.rename(columns={"amount": "value"}), "2026-06-30")
+
+
+def test_customers_without_repeat_purchases_keep_a_positive_value_when_spend_is_heavy_tailed() -> (
+    None
+):
+    # Baskets from a Pareto with a heavy tail: Gamma–Gamma fits q <= 1 (no finite mean),
+    # where its formula turns negative for one-time buyers.
+    rng = np.random.default_rng(5)
+    rows = []
+    for customer in range(400):
+        basket = float(rng.pareto(0.8) * 100 + 10)
+        visits = 1 if customer % 3 == 0 else int(rng.integers(2, 8))
+        for visit in range(visits):
+            when = pd.Timestamp("2026-01-01") + pd.Timedelta(days=int(visit * 30 + customer % 20))
+            rows.append((f"C{customer}", when, basket * float(rng.uniform(0.8, 1.2))))
+    fit = fit_clv(pd.DataFrame(rows, columns=["customer_id", "date", "amount"]), "2026-10-31")
+    assert fit.gamma_gamma["q"] <= 1
+    one_time = fit.predictions[fit.predictions["frequency"] == 0]
+    assert len(one_time) > 100
+    assert (fit.predictions["expected_average_value"] > 0).all()
+    assert (fit.predictions["expected_value"] >= 0).all()
+
+
+def test_holdout_check_compares_predicted_and_actual_purchases_per_bucket() -> None:
+    rng = np.random.default_rng(8)
+    rows = []
+    for customer in range(500):
+        rate = float(rng.gamma(2.0, 0.02))  # purchases per day, steady
+        day = float(rng.exponential(1 / rate))
+        while day < 300:
+            rows.append(
+                (f"C{customer}", pd.Timestamp("2026-01-01") + pd.Timedelta(days=int(day)), 50.0)
+            )
+            day += float(rng.exponential(1 / rate))
+    transactions = pd.DataFrame(rows, columns=["customer_id", "date", "amount"])
+    check = clv_holdout(transactions, "2026-08-31", "2026-10-27")
+    buckets = {row["repeat_purchases"]: row for row in check["by_repeat_purchases"]}
+    assert check["holdout_days"] == 57
+    # Steady Poisson buyers: BG/NBD's forecast is close overall and rises with frequency.
+    assert check["predicted_total"] == pytest.approx(check["actual_total"], rel=0.15)
+    assert buckets["0"]["predicted"] < buckets["3"]["predicted"] < buckets["6+"]["predicted"]
+    assert buckets["6+"]["actual"] > buckets["0"]["actual"]

@@ -1,0 +1,424 @@
+"""One scoring run over the warehouse: train a churn candidate on past cutoffs, judge it on
+a time-based holdout against the live model, score every buyer with the live one, fit
+lifetime value, and write `ml.churn_scores`, `ml.customer_clv` and `ml.model_runs`.
+
+The time line, for an as-of day `T` and a churn window `W`:
+
+    ... train cutoffs ≤ T-2W | labels up to T-W | holdout cutoff T-W | labels up to T | score at T
+
+No training label reaches into the holdout window, and the holdout labels are the newest
+complete ones, so the holdout figures are what the model will do on the next window.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from ml.churn import (
+    DEFAULT_BAND_THRESHOLDS,
+    ChurnModel,
+    evaluate_churn,
+    explain,
+    fit_churn,
+    risk_band,
+)
+from ml.clv import clv_holdout, fit_clv
+from ml.features import churn_features, churn_labels
+from ml.registry import DEFAULT_TOLERANCE, ModelRegistry, should_promote
+
+
+class NotEnoughHistory(ValueError):
+    """The order history is too short for a training cutoff, a holdout and its labels."""
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """`churn_window_days`: a customer has churned at a cutoff when they buy nothing in this
+    many days after it. Training stacks up to `training_cutoffs` cutoffs `cutoff_step_days`
+    apart, each with at least `min_history_days` of orders before it."""
+
+    churn_window_days: int = 30
+    training_cutoffs: int = 12
+    cutoff_step_days: int = 7
+    min_history_days: int = 28
+    clv_horizon_days: int = 365
+    band_thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_BAND_THRESHOLDS))
+    promotion_tolerance: float = DEFAULT_TOLERANCE
+    as_of: date | None = None
+
+
+@dataclass(frozen=True)
+class Timeline:
+    as_of: date
+    holdout_cutoff: date
+    training_cutoffs: list[date]
+
+
+def plan_timeline(first_day: date, as_of: date, config: ScoringConfig) -> Timeline:
+    window = timedelta(days=config.churn_window_days)
+    holdout = as_of - window
+    latest_training = holdout - window
+    earliest = first_day + timedelta(days=config.min_history_days)
+    cutoffs = [
+        latest_training - timedelta(days=config.cutoff_step_days * k)
+        for k in range(config.training_cutoffs)
+    ]
+    cutoffs = sorted(c for c in cutoffs if c >= earliest)
+    if not cutoffs:
+        needed = 2 * config.churn_window_days + config.min_history_days
+        raise NotEnoughHistory(
+            f"churn scoring needs {needed} days of orders (a {config.churn_window_days}-day "
+            f"window twice plus {config.min_history_days} days of history); the warehouse "
+            f"has {(as_of - first_day).days + 1}, from {first_day} to {as_of}"
+        )
+    return Timeline(as_of=as_of, holdout_cutoff=holdout, training_cutoffs=cutoffs)
+
+
+@dataclass
+class ScoringRun:
+    run_at: datetime
+    timeline: Timeline
+    churn_version: str
+    candidate_version: str
+    promoted: bool
+    promotion_reason: str
+    candidate_metrics: dict[str, Any]
+    live_metrics: dict[str, Any] | None
+    clv_version: str
+    clv: dict[str, Any]
+    scored_customers: int
+    risk_bands: dict[str, int]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_at": self.run_at.isoformat(timespec="seconds"),
+            "as_of": str(self.timeline.as_of),
+            "holdout_cutoff": str(self.timeline.holdout_cutoff),
+            "training_cutoffs": [str(c) for c in self.timeline.training_cutoffs],
+            "churn_live_version": self.churn_version,
+            "churn_candidate_version": self.candidate_version,
+            "promoted": self.promoted,
+            "promotion_reason": self.promotion_reason,
+            "churn_holdout": self.candidate_metrics,
+            "live_model_on_holdout": self.live_metrics,
+            "clv_version": self.clv_version,
+            "clv": self.clv,
+            "scored_customers": self.scored_customers,
+            "risk_bands": self.risk_bands,
+            "seconds": self.seconds,
+        }
+
+
+def training_examples(
+    conn: duckdb.DuckDBPyConnection, cutoffs: list[date], window_days: int
+) -> pd.DataFrame:
+    """Features and labels at every cutoff, stacked; `cutoff` says which."""
+    frames = []
+    for cutoff in cutoffs:
+        frame = churn_features(conn, cutoff).merge(
+            churn_labels(conn, cutoff, window_days), on="customer_id"
+        )
+        frame["cutoff"] = pd.Timestamp(cutoff)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _order_days(conn: duckdb.DuckDBPyConnection) -> tuple[date, date]:
+    first, last = conn.execute(
+        "select min(ordered_on), max(ordered_on) from intermediate.int_sales__customer_orders"
+        " where not is_reversed"
+    ).fetchall()[0]
+    if first is None:
+        raise NotEnoughHistory("the warehouse holds no orders yet")
+    return first, last
+
+
+def _transactions(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+    return conn.execute(
+        """
+        select customer_id, ordered_on as date, cast(order_amount as double) as amount
+        from intermediate.int_sales__customer_orders
+        where not is_reversed and ordered_on <= ?
+        """,
+        [as_of],
+    ).df()
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What became of a candidate: its version, the model and version that score now, and
+    the promotion decision with the live model's figures on the same holdout."""
+
+    candidate_version: str
+    scoring_model: ChurnModel
+    scoring_version: str
+    promoted: bool
+    reason: str
+    candidate_metrics: dict[str, Any]
+    live_metrics: dict[str, Any] | None
+
+
+def register_candidate(
+    registry: ModelRegistry,
+    candidate: ChurnModel,
+    holdout: pd.DataFrame,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+    details: dict[str, Any] | None = None,
+) -> Registration:
+    """Evaluate `candidate` and the live model on the same `holdout` (features and
+    `churned`), store the candidate as a new version, and make it live only if it is not
+    worse (`should_promote`). A live model of other features or another window answers
+    another question, so the candidate replaces it."""
+    candidate_metrics = evaluate_churn(candidate, holdout, holdout["churned"])
+    live_version = registry.live_version()
+    live: ChurnModel | None = registry.load(live_version) if live_version else None
+    live_metrics = None
+    if live is None:
+        promoted, reason = True, "no live model yet"
+    elif live.feature_names != candidate.feature_names or live.window_days != candidate.window_days:
+        promoted, reason = True, "the live model uses other features or another window"
+    else:
+        live_metrics = evaluate_churn(live, holdout, holdout["churned"])
+        decision = should_promote(candidate_metrics, live_metrics, tolerance)
+        promoted, reason = decision.promoted, decision.reason
+    version = registry.save(
+        candidate,
+        {
+            **candidate_metrics,
+            **(details or {}),
+            "training_rows": candidate.training_rows,
+            "window_days": candidate.window_days,
+            "promoted": promoted,
+            "promotion_reason": reason,
+            "compared_with": live_version,
+            "live_metrics": live_metrics,
+        },
+    )
+    if promoted:
+        registry.promote(version, reason)
+        return Registration(
+            version, candidate, version, True, reason, candidate_metrics, live_metrics
+        )
+    assert live is not None and live_version is not None
+    return Registration(version, live, live_version, False, reason, candidate_metrics, live_metrics)
+
+
+def score(
+    conn: duckdb.DuckDBPyConnection,
+    models_dir: Path,
+    config: ScoringConfig | None = None,
+) -> tuple[ScoringRun, dict[str, pd.DataFrame]]:
+    """Train, judge, promote and score. Returns the run and the frames the tables hold
+    (`churn_scores`, `customer_clv`, `holdout`); `write_scores` stores them."""
+    config = config or ScoringConfig()
+    run_at = datetime.now(UTC).replace(tzinfo=None)
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[stage] = round(now - clock, 2)
+        clock = now
+
+    first_day, last_day = _order_days(conn)
+    timeline = plan_timeline(first_day, config.as_of or last_day, config)
+    window = config.churn_window_days
+
+    examples = training_examples(conn, timeline.training_cutoffs, window)
+    holdout = churn_features(conn, timeline.holdout_cutoff).merge(
+        churn_labels(conn, timeline.holdout_cutoff, window), on="customer_id"
+    )
+    lap("training_features")
+    candidate = fit_churn(examples, window_days=window)
+    lap("churn_training")
+    registration = register_candidate(
+        ModelRegistry(models_dir / "churn"),
+        candidate,
+        holdout,
+        tolerance=config.promotion_tolerance,
+        details={
+            "trained_at": run_at.isoformat(timespec="seconds"),
+            "training_cutoffs": [str(c) for c in timeline.training_cutoffs],
+            "holdout_cutoff": str(timeline.holdout_cutoff),
+        },
+    )
+    lap("churn_holdout_and_promotion")
+    scoring_model = registration.scoring_model
+    scoring_version = registration.scoring_version
+    current = churn_features(conn, timeline.as_of)
+    probability = scoring_model.predict(current)
+    reasons = explain(scoring_model, current)
+    lap("churn_scoring")
+    churn_scores = pd.DataFrame(
+        {
+            "customer_id": current["customer_id"].to_numpy(),
+            "as_of_date": pd.Timestamp(timeline.as_of),
+            "churn_probability": np.round(probability, 4),
+            "churn_risk_band": risk_band(probability, config.band_thresholds),
+            "churn_reason_codes": reasons["reason_codes"].to_numpy(),
+            "churn_reasons_zh": reasons["reasons_zh"].to_numpy(),
+            "churn_reasons_en": reasons["reasons_en"].to_numpy(),
+            "churn_window_days": window,
+            "model_version": scoring_version,
+        }
+    )
+
+    transactions = _transactions(conn, timeline.as_of)
+    clv_fit = fit_clv(transactions, timeline.as_of, horizon_days=config.clv_horizon_days)
+    clv_check = clv_holdout(transactions, timeline.holdout_cutoff, timeline.as_of)
+    lap("clv_fit_and_holdout")
+    clv_registry = ModelRegistry(models_dir / "clv")
+    clv_summary = {
+        "bg_nbd": clv_fit.bg_nbd,
+        "gamma_gamma": clv_fit.gamma_gamma,
+        "horizon_days": config.clv_horizon_days,
+        "observation_end": str(timeline.as_of),
+        "holdout": clv_check,
+    }
+    # Lifetime value is refitted on every run (four and three parameters on all the
+    # history); the versions keep each fit and its holdout check for comparison.
+    clv_version = clv_registry.save(clv_summary, clv_summary)
+    clv_registry.promote(clv_version, "refitted on the newest history")
+    predictions = clv_fit.predictions
+    customer_clv = pd.DataFrame(
+        {
+            "customer_id": predictions["customer_id"].to_numpy(),
+            "as_of_date": pd.Timestamp(timeline.as_of),
+            "repeat_purchases": predictions["frequency"].astype("int64").to_numpy(),
+            "probability_alive": np.round(predictions["probability_alive"].to_numpy(), 4),
+            "expected_purchases": np.round(predictions["expected_purchases"].to_numpy(), 4),
+            "expected_average_value": np.round(predictions["expected_average_value"].to_numpy(), 2),
+            "predicted_clv": np.round(predictions["expected_value"].to_numpy(), 2),
+            "horizon_days": config.clv_horizon_days,
+            "model_version": clv_version,
+        }
+    )
+
+    bands = churn_scores["churn_risk_band"].value_counts()
+    run = ScoringRun(
+        run_at=run_at,
+        timeline=timeline,
+        churn_version=scoring_version,
+        candidate_version=registration.candidate_version,
+        promoted=registration.promoted,
+        promotion_reason=registration.reason,
+        candidate_metrics=registration.candidate_metrics,
+        live_metrics=registration.live_metrics,
+        clv_version=clv_version,
+        clv=clv_summary,
+        scored_customers=len(churn_scores),
+        risk_bands={band: int(bands.get(band, 0)) for band in ("low", "medium", "high")},
+        seconds=seconds,
+    )
+    holdout_scored = holdout[["customer_id", "churned"]].assign(
+        churn_probability=candidate.predict(holdout)
+    )
+    return run, {
+        "churn_scores": churn_scores,
+        "customer_clv": customer_clv,
+        "holdout": holdout_scored,
+    }
+
+
+# Explicit types: the tables are sources of dbt models with enforced contracts.
+_TABLES_DDL = {
+    "churn_scores": """
+        create table if not exists ml.churn_scores (
+            customer_id varchar,
+            as_of_date date,
+            churn_probability double,
+            churn_risk_band varchar,
+            churn_reason_codes varchar,
+            churn_reasons_zh varchar,
+            churn_reasons_en varchar,
+            churn_window_days integer,
+            model_version varchar
+        )""",
+    "customer_clv": """
+        create table if not exists ml.customer_clv (
+            customer_id varchar,
+            as_of_date date,
+            repeat_purchases integer,
+            probability_alive double,
+            expected_purchases double,
+            expected_average_value double,
+            predicted_clv double,
+            horizon_days integer,
+            model_version varchar
+        )""",
+    "model_runs": """
+        create table if not exists ml.model_runs (
+            run_at timestamp,
+            as_of_date date,
+            model_kind varchar,
+            version varchar,
+            live_version varchar,
+            promoted boolean,
+            reason varchar,
+            metrics json
+        )""",
+}
+
+
+def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    """The `ml` tables, empty until the first scoring run fills them."""
+    conn.execute("create schema if not exists ml")
+    for ddl in _TABLES_DDL.values():
+        conn.execute(ddl)
+
+
+def write_scores(
+    conn: duckdb.DuckDBPyConnection, run: ScoringRun, frames: dict[str, pd.DataFrame]
+) -> None:
+    """Replace the rows of `ml.churn_scores` and `ml.customer_clv` in one transaction and
+    append the run's two rows to `ml.model_runs`."""
+    ensure_tables(conn)
+    conn.execute("begin transaction")
+    try:
+        for table in ("churn_scores", "customer_clv"):
+            conn.register(f"{table}_frame", frames[table])
+            conn.execute(f"delete from ml.{table}")
+            conn.execute(f"insert into ml.{table} by name select * from {table}_frame")
+            conn.unregister(f"{table}_frame")
+        rows = [
+            (
+                run.run_at,
+                run.timeline.as_of,
+                "churn",
+                run.candidate_version,
+                run.churn_version,
+                run.promoted,
+                run.promotion_reason,
+                json.dumps(
+                    {"candidate": run.candidate_metrics, "live": run.live_metrics},
+                    ensure_ascii=False,
+                ),
+            ),
+            (
+                run.run_at,
+                run.timeline.as_of,
+                "clv",
+                run.clv_version,
+                run.clv_version,
+                True,
+                "refitted on the newest history",
+                json.dumps(run.clv, ensure_ascii=False),
+            ),
+        ]
+        conn.executemany("insert into ml.model_runs values (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.execute("commit")
+    except duckdb.Error:
+        conn.execute("rollback")
+        raise
