@@ -160,6 +160,36 @@ def _identity(settings: Settings) -> dict[str, object]:
     }
 
 
+def _scoring(settings: Settings) -> dict[str, object]:
+    """What the scoring asset does (train, judge, score, fit lifetime value, write), timed
+    by step, with how well the churn scores rank the planted churners."""
+    from crm_warehouse.alert_quality import planted_churn_auc
+    from ml.scoring import score, write_scores
+
+    with settings.connect_warehouse() as conn:
+        started = time.perf_counter()
+        run, frames = score(conn, settings.models_dir)
+        write_scores(conn, run, frames)
+        seconds = round(time.perf_counter() - started, 2)
+        scores = frames["churn_scores"]
+        planted = planted_churn_auc(
+            conn,
+            settings.truth_dir,
+            list(zip(scores["customer_id"], scores["churn_probability"], strict=True)),
+            run.timeline.as_of,
+        )
+    summary = run.summary()
+    return {
+        "seconds_total": seconds,
+        "seconds_by_step": run.seconds,
+        "scored_customers": run.scored_customers,
+        "churn_holdout": {k: v for k, v in run.candidate_metrics.items() if k != "calibration"},
+        "planted_churners": planted,
+        "clv_holdout_mean_absolute_error": summary["clv"]["holdout"]["mean_absolute_error"],
+        "training_cutoffs": summary["training_cutoffs"],
+    }
+
+
 def _alerts(settings: Settings) -> dict[str, object]:
     from crm_warehouse.alert_quality import alert_quality
 
@@ -188,6 +218,8 @@ def main(argv: list[str]) -> int:
         result = _bare(settings)
     elif stage == "identity":
         result = _identity(settings)
+    elif stage == "scoring":
+        result = _scoring(settings)
     elif stage == "alerts":
         result = _alerts(settings)
     elif stage == "append-day":

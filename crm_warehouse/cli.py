@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="generate demo sources into a fresh CRM_HOME and run everything end to end"
     )
     demo.add_argument("--customers", type=int, default=10_000)
-    demo.add_argument("--days", type=int, default=90)
+    # Half a year: churn scoring trains on cutoffs two 30-day windows before the end.
+    demo.add_argument("--days", type=int, default=180)
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--reset", action="store_true", help="delete everything under CRM_HOME first")
     demo.set_defaults(handler=_demo)
@@ -75,6 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     lookup.add_argument("customer_id")
     lookup.set_defaults(handler=_identity_lookup)
+
+    score = commands.add_parser(
+        "score",
+        help="retrain and score churn and lifetime value now, rebuild the scored marts",
+    )
+    score.add_argument("--window-days", type=int, help="churn window (default 30)")
+    score.add_argument("--horizon-days", type=int, help="lifetime-value horizon (default 365)")
+    score.set_defaults(handler=_score)
 
     status = commands.add_parser("status", help="rows per layer and quarantine by reason")
     status.set_defaults(handler=_status)
@@ -168,7 +177,7 @@ def _run_and_report(
     from crm_warehouse.summary import summarise
     from orchestration.run import run_pipeline
 
-    print("Materialising every asset (ingest, staging, identity, marts) …")
+    print("Materialising every asset (ingest, staging, identity, marts, scoring) …")
     started = time.perf_counter()
     outcome = run_pipeline(settings, retrain_identity=retrain_identity, full_refresh=full_refresh)
     state = "succeeded" if outcome.success else "FAILED"
@@ -188,6 +197,39 @@ def _identity_retrain(args: argparse.Namespace) -> int:
     ok = _run_and_report(settings, retrain_identity=True)
     print(f"Elapsed: {time.perf_counter() - started:.1f} s")
     return 0 if ok else 1
+
+
+def _score(args: argparse.Namespace) -> int:
+    import json
+
+    from orchestration.run import run_pipeline
+
+    settings = Settings.from_env()
+    config: dict[str, object] = {}
+    if args.window_days:
+        config["churn_window_days"] = args.window_days
+    if args.horizon_days:
+        config["clv_horizon_days"] = args.horizon_days
+    started = time.perf_counter()
+    outcome = run_pipeline(settings, "crm_scoring", scoring=config)
+    for step in outcome.failed_steps:
+        print(f"  failed step: {step}")
+    latest = settings.reports_dir / "scoring" / "latest.json"
+    if outcome.success and latest.exists():
+        report = json.loads(latest.read_text(encoding="utf-8"))
+        holdout = report["churn_holdout"]
+        print(
+            f"Churn: candidate {report['churn_candidate_version']} "
+            f"{'promoted' if report['promoted'] else 'NOT promoted'} "
+            f"({report['promotion_reason']}); scoring with {report['churn_live_version']}.\n"
+            f"  holdout from {report['holdout_cutoff']}: ROC AUC {holdout['roc_auc']}, "
+            f"PR AUC {holdout['pr_auc']}, Brier {holdout['brier']}; "
+            f"risk bands {report['risk_bands']}\n"
+            f"Lifetime value: BG/NBD {report['clv']['bg_nbd']}\n"
+            f"Report: {report['report_html']}"
+        )
+    print(f"Elapsed: {time.perf_counter() - started:.1f} s")
+    return 0 if outcome.success else 1
 
 
 def _identity_lookup(args: argparse.Namespace) -> int:

@@ -10,19 +10,26 @@ from crm_warehouse.settings import Settings
 from orchestration.assets.dbt import build_dbt_assets
 from orchestration.assets.identity import IDENTITY_ASSETS
 from orchestration.assets.ingest import INGEST_ASSETS
+from orchestration.assets.scoring import SCORING_ASSETS
 from orchestration.assets.sources import SOURCE_SPECS
 from orchestration.checks import RECONCILIATION_CHECKS
 from orchestration.dbt_project import dbt_executable, prepared_dbt_project
-from orchestration.jobs import crm_pipeline
+from orchestration.jobs import crm_pipeline, crm_scoring
 
 
 def build_definitions(settings: Settings, *, reparse_dbt: bool = False) -> dg.Definitions:
     settings.ensure_dirs()
     project = prepared_dbt_project(settings, reparse=reparse_dbt)
     return dg.Definitions(
-        assets=[*SOURCE_SPECS, *INGEST_ASSETS, *IDENTITY_ASSETS, *build_dbt_assets(project)],
+        assets=[
+            *SOURCE_SPECS,
+            *INGEST_ASSETS,
+            *IDENTITY_ASSETS,
+            *SCORING_ASSETS,
+            *build_dbt_assets(project),
+        ],
         asset_checks=RECONCILIATION_CHECKS,
-        jobs=[crm_pipeline],
+        jobs=[crm_pipeline, crm_scoring],
         resources={
             "warehouse": DuckDBResource(
                 database=str(settings.warehouse_path),

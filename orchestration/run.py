@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from crm_warehouse.settings import Settings
+from orchestration.assets.dbt import DBT_BUILD_STEPS
 from orchestration.build import build_definitions
 
 
@@ -43,10 +44,12 @@ def run_pipeline(
     *,
     retrain_identity: bool = False,
     full_refresh: bool = False,
+    scoring: dict[str, object] | None = None,
 ) -> RunOutcome:
     """Materialise every asset of `job_name`; raises nothing on failure, reports it.
     `retrain_identity` refits the identity model and re-resolves every record;
-    `full_refresh` rebuilds dbt's incremental models from all their input."""
+    `full_refresh` rebuilds dbt's incremental models from all their input; `scoring` is
+    the scoring asset's config (`ScoringRunConfig`: churn_window_days, …)."""
     definitions = build_definitions(settings, reparse_dbt=True)
     job = definitions.resolve_job_def(job_name)
     instance = dagster_instance(settings)
@@ -58,8 +61,10 @@ def run_pipeline(
     if retrain_identity:
         ops["identity_resolution"] = {"config": {"retrain": True}}
     if full_refresh:
-        for dbt_op in ("dbt_staging", "dbt_marts"):
+        for dbt_op in DBT_BUILD_STEPS:
             ops[dbt_op] = {"config": {"full_refresh": True}}
+    if scoring:
+        ops["customer_scoring"] = {"config": scoring}
     if ops:
         run_config["ops"] = ops
     result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)

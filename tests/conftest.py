@@ -61,7 +61,7 @@ def warehouse(crm_home: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
 
 # The pipeline end to end, once per session, for the identity and marts tests.
 PIPELINE_CUSTOMERS = 4_000
-PIPELINE_DAYS = 30
+PIPELINE_DAYS = 180  # churn scoring needs two 30-day windows and history before them
 
 
 def _settings(home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:

@@ -34,17 +34,22 @@ def _build_args(config: DbtBuildConfig) -> list[str]:
     return ["build", "--full-refresh"] if config.full_refresh else ["build"]
 
 
-# The identity asset sits between the two halves of the dbt project: models that read its
-# tables (and everything after them) run after it, the rest before.
+# Two Python assets cut the dbt project in three: identity resolution reads staging and
+# writes the tables customer_id comes from; scoring reads the marts and writes schema ml.
+# Models reading an asset's tables (and everything after them) run after that asset.
 AFTER_IDENTITY = "source:identity+"
+AFTER_SCORING = "source:ml+"
+DBT_BUILD_STEPS = ("dbt_staging", "dbt_marts", "dbt_scored")
 
 
 def build_dbt_assets(project: DbtProject) -> list[dg.AssetsDefinition]:
-    """Two halves of one `dbt build`: seeds, staging and the identity input before the
-    identity asset (`dbt_staging`); the models keyed on customer_id after it (`dbt_marts`)."""
+    """Three parts of one `dbt build`: seeds, staging and the identity input before the
+    identity asset (`dbt_staging`); the models keyed on customer_id after it (`dbt_marts`);
+    the models reading the scores after the scoring asset (`dbt_scored`)."""
     return [
-        _dbt_build_assets(project, "dbt_staging", exclude=AFTER_IDENTITY),
-        _dbt_build_assets(project, "dbt_marts", select=AFTER_IDENTITY),
+        _dbt_build_assets(project, "dbt_staging", exclude=f"{AFTER_IDENTITY} {AFTER_SCORING}"),
+        _dbt_build_assets(project, "dbt_marts", select=AFTER_IDENTITY, exclude=AFTER_SCORING),
+        _dbt_build_assets(project, "dbt_scored", select=AFTER_SCORING),
     ]
 
 

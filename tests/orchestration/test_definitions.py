@@ -48,3 +48,20 @@ def test_every_raw_asset_has_a_blocking_reconciliation_check(crm_home: Settings)
     }
     raw = {k.to_user_string() for k in definitions.resolve_all_asset_keys() if k.path[0] == "raw"}
     assert raw == checked
+
+
+def test_scoring_sits_between_the_marts_and_the_scored_marts(crm_home: Settings) -> None:
+    graph = build_definitions(crm_home).resolve_asset_graph()
+
+    def parents(key: str) -> set[str]:
+        return {
+            p.to_user_string() for p in graph.get(dg.AssetKey.from_user_string(key)).parent_keys
+        }
+
+    assert {"marts/fct_calls", "intermediate/int_sales__customer_orders"} <= parents(
+        "ml/churn_scores"
+    )
+    assert {"ml/churn_scores", "ml/customer_clv", "marts/customer_segments"} <= parents(
+        "marts/customer_scores"
+    )
+    assert "ml/customer_clv" in parents("marts/customer_segments")

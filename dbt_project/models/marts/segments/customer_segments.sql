@@ -1,6 +1,8 @@
 -- Every customer's segments on the as-of date: RFM scores and segment, value tier, loyalty,
 -- the value × loyalty cell with its service strategy, lifecycle stage and customer type,
--- each with its Chinese and English label (seed segment_labels).
+-- each with its Chinese and English label (seed segment_labels). Value is the predicted
+-- lifetime value from the scoring asset where it has scored the customer, historical margin
+-- otherwise (before the first scoring run, or for a customer it has not seen).
 
 with
 
@@ -19,6 +21,12 @@ customers as (
 customer_orders as (
 
     select * from {{ ref('int_sales__customer_orders') }}
+
+),
+
+lifetime_values as (
+
+    select * from {{ source('ml', 'customer_clv') }}
 
 ),
 
@@ -89,7 +97,13 @@ measured as (
         customers.first_seen_at,
         as_of.as_of_date,
         coalesce(order_history.lifetime_orders, 0) as lifetime_orders,
-        coalesce(order_history.lifetime_margin, 0) as customer_value,
+        coalesce(
+            lifetime_values.predicted_clv, order_history.lifetime_margin, 0
+        ) as customer_value,
+        case
+            when lifetime_values.customer_id is not null then 'predicted_clv'
+            else 'historical_margin'
+        end as customer_value_basis,
         coalesce(order_history.window_orders, 0) as window_orders,
         coalesce(order_history.window_revenue, 0) as window_revenue,
         coalesce(order_history.trend_recent_orders, 0) as trend_recent_orders,
@@ -102,6 +116,8 @@ measured as (
     cross join as_of
     left join order_history
         on customers.customer_id = order_history.customer_id
+    left join lifetime_values
+        on customers.customer_id = lifetime_values.customer_id
 
 ),
 
@@ -196,7 +212,7 @@ final as (
         rfm_label.label_zh as rfm_segment_zh,
         rfm_label.label_en as rfm_segment_en,
         cast(segmented.customer_value as decimal(18, 2)) as customer_value,
-        'historical_margin' as customer_value_basis,
+        segmented.customer_value_basis,
         segmented.value_tier,
         tier_label.label_zh as value_tier_zh,
         tier_label.label_en as value_tier_en,

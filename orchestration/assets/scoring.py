@@ -1,0 +1,137 @@
+"""Churn risk and lifetime value as one asset between the marts and the scored marts."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from crm_warehouse.settings import Settings
+from ml.registry import DEFAULT_TOLERANCE
+from ml.report import write_report
+from ml.scoring import NotEnoughHistory, ScoringConfig, ensure_tables, score, write_scores
+
+CHURN_SCORES = dg.AssetKey(["ml", "churn_scores"])
+CUSTOMER_CLV = dg.AssetKey(["ml", "customer_clv"])
+MODEL_RUNS = dg.AssetKey(["ml", "model_runs"])
+
+# What the features and the lifetime-value fit read (ml/features.py, ml/scoring.py).
+SCORING_INPUTS = [
+    dg.AssetKey(["intermediate", "int_sales__customer_orders"]),
+    dg.AssetKey(["intermediate", "int_callcentre__ticket_origins"]),
+    dg.AssetKey(["intermediate", "int_callcentre__call_customers"]),
+    dg.AssetKey(["intermediate", "int_campaigns__touch_customers"]),
+    dg.AssetKey(["intermediate", "int_identity__record_customers"]),
+    dg.AssetKey(["marts", "fct_calls"]),
+    dg.AssetKey(["marts", "dim_customers"]),
+]
+
+
+class ScoringRunConfig(dg.Config):
+    """A customer has churned when they buy nothing for `churn_window_days`; lifetime value
+    is over `clv_horizon_days`; a candidate churn model more than `promotion_tolerance`
+    worse than the live one on the holdout (ROC AUC or Brier) is not promoted."""
+
+    churn_window_days: int = 30
+    clv_horizon_days: int = 365
+    promotion_tolerance: float = DEFAULT_TOLERANCE
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            CHURN_SCORES,
+            deps=SCORING_INPUTS,
+            description="Each buyer's calibrated churn probability, risk band and top reasons "
+            "(bilingual), from the live churn model.",
+            kinds={"duckdb", "python", "lightgbm"},
+        ),
+        dg.AssetSpec(
+            CUSTOMER_CLV,
+            deps=SCORING_INPUTS,
+            description="Each buyer's BG/NBD + Gamma–Gamma lifetime value: probability alive, "
+            "expected purchases and value over the horizon.",
+            kinds={"duckdb", "python"},
+        ),
+        dg.AssetSpec(
+            MODEL_RUNS,
+            deps=SCORING_INPUTS,
+            description="One row per model per scoring run: version, promotion and metrics.",
+            kinds={"duckdb"},
+        ),
+    ],
+    group_name="ml",
+    name="customer_scoring",
+)
+def customer_scoring(
+    context: dg.AssetExecutionContext,
+    config: ScoringRunConfig,
+    warehouse: DuckDBResource,
+    settings: dg.ResourceParam[Settings],
+) -> Iterator[dg.MaterializeResult]:
+    """Train a churn candidate, promote it only if it is not worse on the holdout, score
+    every buyer, fit lifetime value, and write the report under CRM_HOME/reports/scoring."""
+    scoring_config = ScoringConfig(
+        churn_window_days=config.churn_window_days,
+        clv_horizon_days=config.clv_horizon_days,
+        promotion_tolerance=config.promotion_tolerance,
+    )
+    with warehouse.get_connection() as conn:
+        ensure_tables(conn)
+        try:
+            run, frames = score(conn, settings.models_dir, scoring_config)
+        except NotEnoughHistory as reason:
+            # A young warehouse: the tables stay as they are and the marts fall back to
+            # historical value, rather than failing the whole pipeline.
+            context.log.warning("scoring skipped: %s", reason)
+            for key in (CHURN_SCORES, CUSTOMER_CLV, MODEL_RUNS):
+                yield dg.MaterializeResult(asset_key=key, metadata={"skipped": str(reason)})
+            return
+        write_scores(conn, run, frames)
+    report = write_report(run, frames["holdout"], settings.reports_dir)
+    summary = run.summary()
+    context.log.info(
+        "churn %s (candidate %s, %s: %s); holdout ROC AUC %s",
+        run.churn_version,
+        run.candidate_version,
+        "promoted" if run.promoted else "not promoted",
+        run.promotion_reason,
+        run.candidate_metrics["roc_auc"],
+    )
+    holdout = run.candidate_metrics
+    yield dg.MaterializeResult(
+        asset_key=CHURN_SCORES,
+        metadata={
+            "dagster/row_count": run.scored_customers,
+            "as_of": summary["as_of"],
+            "live_version": run.churn_version,
+            "candidate_version": run.candidate_version,
+            "promoted": run.promoted,
+            "promotion_reason": run.promotion_reason,
+            "holdout_roc_auc": holdout["roc_auc"],
+            "holdout_pr_auc": holdout["pr_auc"],
+            "holdout_brier": holdout["brier"],
+            "holdout_churn_rate": holdout["churn_rate"],
+            "risk_bands": run.risk_bands,
+            "calibration": dg.MetadataValue.json(holdout["calibration"]),
+            "report": dg.MetadataValue.path(str(report / "report.html")),
+        },
+    )
+    clv_holdout = run.clv["holdout"]
+    yield dg.MaterializeResult(
+        asset_key=CUSTOMER_CLV,
+        metadata={
+            "dagster/row_count": len(frames["customer_clv"]),
+            "version": run.clv_version,
+            "bg_nbd": dg.MetadataValue.json(run.clv["bg_nbd"]),
+            "gamma_gamma": dg.MetadataValue.json(run.clv["gamma_gamma"]),
+            "holdout_mean_absolute_error": clv_holdout["mean_absolute_error"],
+            "holdout_predicted_purchases": clv_holdout["predicted_total"],
+            "holdout_actual_purchases": clv_holdout["actual_total"],
+            "by_repeat_purchases": dg.MetadataValue.json(clv_holdout["by_repeat_purchases"]),
+            "report": dg.MetadataValue.path(str(report / "report.html")),
+        },
+    )
+    yield dg.MaterializeResult(asset_key=MODEL_RUNS, metadata={"report": str(report)})
+
+
+SCORING_ASSETS = [customer_scoring]
