@@ -74,9 +74,13 @@ def fit_churn(
     fit_rows, calibration_rows = next(split.split(examples, labels, examples[group]))
     matrix = examples[names].astype("float64")
     trees = LGBMClassifier(
-        n_estimators=200,
-        learning_rate=0.05,
-        num_leaves=15,
+        # Shallow trees: as good on the holdout as 15-leaf ones here, and exact TreeSHAP
+        # costs O(trees × leaves × depth²) per customer, so depth decides whether reasons
+        # for a million customers take one minute or four.
+        n_estimators=150,
+        learning_rate=0.08,
+        max_depth=3,
+        num_leaves=8,
         min_child_samples=100,
         subsample=0.8,
         subsample_freq=1,
@@ -111,14 +115,24 @@ def risk_band(probability: np.ndarray, thresholds: dict[str, float] | None = Non
     )
 
 
-def _shown(name: str, value: float) -> str:
+def _shown(name: str, values: np.ndarray) -> np.ndarray:
+    """The values of one feature as a person reads them, as an array of strings."""
     if name in _MONEY_FEATURES:
-        return f"{value:,.0f}"
+        return np.array([f"{v:,.0f}" for v in values], dtype=object)
     if name == "gap_overdue_ratio":
-        return f"{value:.1f}"
+        return np.char.mod("%.1f", values).astype(object)
     if name == "orders_change_30d":
-        return f"{value:+.0f}"
-    return f"{value:.0f}"
+        return np.char.mod("%+d", values.astype("int64")).astype(object)
+    return np.char.mod("%d", values.astype("int64")).astype(object)
+
+
+def _joined(parts: list[np.ndarray], separator: str) -> np.ndarray:
+    """Join the non-empty strings of each row across `parts` with `separator`."""
+    joined = parts[0].copy()
+    for part in parts[1:]:
+        both = (joined != "") & (part != "")
+        joined = np.where(both, joined + separator + part, joined + part)
+    return joined
 
 
 def explain(
@@ -142,26 +156,35 @@ def explain(
             )
     contributions = np.where(readable, model.contributions(features), -np.inf)
     order = np.argsort(-contributions, axis=1)[:, :top]
+    rows = np.arange(len(values))
+    # Built a position and a feature at a time, vectorised: a million customers in seconds.
     codes, reasons_zh, reasons_en = [], [], []
-    for row, columns in enumerate(order):
-        names, zh, en = [], [], []
-        for column in columns:
-            name = model.feature_names[column]
-            if contributions[row, column] <= 0:
+    for position in range(order.shape[1]):
+        column_at = order[:, position]
+        shown_here = contributions[rows, column_at] > 0
+        code = np.full(len(values), "", dtype=object)
+        zh = np.full(len(values), "", dtype=object)
+        en = np.full(len(values), "", dtype=object)
+        for column, name in enumerate(model.feature_names):
+            chosen = shown_here & (column_at == column)
+            if not chosen.any():
                 continue
-            shown = _shown(name, values[row, column])
-            names.append(name)
-            zh.append(FEATURES[name].reason_zh.format(value=shown))
-            en.append(FEATURES[name].reason_en.format(value=shown))
-        codes.append(",".join(names))
-        reasons_zh.append("；".join(zh))
-        reasons_en.append("; ".join(en))
+            feature = FEATURES[name]
+            shown = _shown(name, values[chosen, column])
+            before_zh, after_zh = feature.reason_zh.split("{value}")
+            before_en, after_en = feature.reason_en.split("{value}")
+            code[chosen] = name
+            zh[chosen] = before_zh + shown + after_zh
+            en[chosen] = before_en + shown + after_en
+        codes.append(code)
+        reasons_zh.append(zh)
+        reasons_en.append(en)
     return pd.DataFrame(
         {
             "customer_id": features["customer_id"].to_numpy(),
-            "reason_codes": codes,
-            "reasons_zh": reasons_zh,
-            "reasons_en": reasons_en,
+            "reason_codes": _joined(codes, ","),
+            "reasons_zh": _joined(reasons_zh, "；"),
+            "reasons_en": _joined(reasons_en, "; "),
         }
     )
 
