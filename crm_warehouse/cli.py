@@ -85,6 +85,17 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--horizon-days", type=int, help="lifetime-value horizon (default 365)")
     score.set_defaults(handler=_score)
 
+    publish = commands.add_parser(
+        "publish",
+        help="write a new serving snapshot from the warehouse now, or roll back to the last",
+    )
+    publish.add_argument(
+        "--rollback",
+        action="store_true",
+        help="point the serving path back at the snapshot before the current one",
+    )
+    publish.set_defaults(handler=_publish)
+
     status = commands.add_parser("status", help="rows per layer and quarantine by reason")
     status.set_defaults(handler=_status)
 
@@ -230,6 +241,28 @@ def _score(args: argparse.Namespace) -> int:
         )
     print(f"Elapsed: {time.perf_counter() - started:.1f} s")
     return 0 if outcome.success else 1
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from crm_warehouse.publish.serving import publish, rollback
+    from orchestration.dbt_project import dbt_project
+
+    settings = Settings.from_env()
+    if args.rollback:
+        target = rollback(settings.serving_dir)
+        print(f"Serving {settings.serving_dir / 'serving.duckdb'} → {target.name}")
+        return 0
+    with settings.connect_warehouse() as conn:
+        published = publish(
+            conn,
+            settings.serving_dir,
+            keep=settings.serving_keep,
+            unmasked_group=settings.serving_unmasked_group,
+            manifest_path=dbt_project(settings).manifest_path,
+        )
+    print(f"Published {published.snapshot.name}: {published.rows}")
+    print(f"Contract: {settings.serving_dir / 'contract.md'}")
+    return 0
 
 
 def _identity_lookup(args: argparse.Namespace) -> int:

@@ -43,6 +43,10 @@ class Settings:
     dbt_target: str = "dev"
     # Splink scores pairs in its own in-memory DuckDB, beside the warehouse's.
     identity_memory_limit: str = "1536MB"
+    # Serving snapshots kept for rollback; the Unix group that may read the unmasked twin
+    # (none: no unmasked twin is written).
+    serving_keep: int = 5
+    serving_unmasked_group: str | None = None
 
     @property
     def sources_dir(self) -> Path:
@@ -67,6 +71,10 @@ class Settings:
     @property
     def identity_model_dir(self) -> Path:
         return self.models_dir / "identity"
+
+    @property
+    def serving_dir(self) -> Path:
+        return self.crm_home / "serving"
 
     @property
     def reports_dir(self) -> Path:
@@ -103,6 +111,12 @@ class Settings:
             chunk_rows = int(setting("CRM_SALES_CHUNK_ROWS", "sales_chunk_rows", 200_000))
         except ValueError as error:
             raise SettingsError(f"CRM_SALES_CHUNK_ROWS must be a whole number: {error}") from None
+        try:
+            serving_keep = int(setting("CRM_SERVING_KEEP", "serving_keep", 5))
+        except ValueError as error:
+            raise SettingsError(f"CRM_SERVING_KEEP must be a whole number: {error}") from None
+        if serving_keep < 2:
+            raise SettingsError("CRM_SERVING_KEEP must be at least 2, so rollback has a target")
 
         return cls(
             crm_home=crm_home,
@@ -128,6 +142,10 @@ class Settings:
             dbt_target=str(setting("CRM_DBT_TARGET", "dbt_target", "dev")),
             identity_memory_limit=str(
                 setting("CRM_IDENTITY_MEMORY_LIMIT", "identity_memory_limit", "1536MB")
+            ),
+            serving_keep=serving_keep,
+            serving_unmasked_group=setting(
+                "CRM_SERVING_UNMASKED_GROUP", "serving_unmasked_group", None
             ),
         )
 

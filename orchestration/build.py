@@ -10,6 +10,7 @@ from crm_warehouse.settings import Settings
 from orchestration.assets.dbt import build_dbt_assets
 from orchestration.assets.identity import IDENTITY_ASSETS
 from orchestration.assets.ingest import INGEST_ASSETS
+from orchestration.assets.publish import PUBLISH_ASSETS
 from orchestration.assets.scoring import SCORING_ASSETS
 from orchestration.assets.sources import SOURCE_SPECS
 from orchestration.checks import RECONCILIATION_CHECKS
@@ -27,6 +28,7 @@ def build_definitions(settings: Settings, *, reparse_dbt: bool = False) -> dg.De
             *IDENTITY_ASSETS,
             *SCORING_ASSETS,
             *build_dbt_assets(project),
+            *PUBLISH_ASSETS,
         ],
         asset_checks=RECONCILIATION_CHECKS,
         jobs=[crm_pipeline, crm_scoring],

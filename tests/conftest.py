@@ -90,5 +90,7 @@ def resolved_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings
 def own_copy(resolved_home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """A copy of the resolved home a test may change."""
     home = tmp_path / "crm"
-    shutil.copytree(resolved_home.crm_home, home, ignore=shutil.ignore_patterns("dagster"))
+    shutil.copytree(
+        resolved_home.crm_home, home, symlinks=True, ignore=shutil.ignore_patterns("dagster")
+    )
     return _settings(home, monkeypatch)

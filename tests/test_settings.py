@@ -34,3 +34,16 @@ def test_a_broken_config_file_names_itself(tmp_path: Path) -> None:
     (tmp_path / "crm.toml").write_text("forms_dir = ", encoding="utf-8")
     with pytest.raises(SettingsError, match=r"crm\.toml"):
         Settings.from_env({"CRM_HOME": str(tmp_path)})
+
+
+def test_serving_settings_default_to_five_masked_snapshots(tmp_path: Path) -> None:
+    settings = Settings.from_env({"CRM_HOME": str(tmp_path)})
+    assert settings.serving_dir == tmp_path / "serving"
+    assert settings.serving_keep == 5
+    assert settings.serving_unmasked_group is None
+    configured = Settings.from_env(
+        {"CRM_HOME": str(tmp_path), "CRM_SERVING_KEEP": "3", "CRM_SERVING_UNMASKED_GROUP": "crm"}
+    )
+    assert (configured.serving_keep, configured.serving_unmasked_group) == (3, "crm")
+    with pytest.raises(SettingsError, match="at least 2"):
+        Settings.from_env({"CRM_HOME": str(tmp_path), "CRM_SERVING_KEEP": "1"})

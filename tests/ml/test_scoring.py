@@ -116,11 +116,23 @@ def test_scores_are_written_with_a_report_and_planted_churners_rank_high(
         ).fetchall()[0]
         scores = conn.execute("select customer_id, churn_probability from ml.churn_scores")
         planted = planted_churn_auc(conn, resolved_home.truth_dir, scores.fetchall(), _as_of(conn))
+        report = json.loads(
+            (resolved_home.reports_dir / "scoring" / "latest.json").read_text(encoding="utf-8")
+        )
+        # The same on the holdout: the live model at the holdout cutoff, against the members
+        # planted to have stopped buying by then.
+        registry = ModelRegistry(resolved_home.models_dir / "churn")
+        live = registry.load(str(registry.live_version()))
+        cutoff = date.fromisoformat(report["holdout_cutoff"])
+        holdout_features = churn_features(conn, cutoff)
+        planted_on_holdout = planted_churn_auc(
+            conn,
+            resolved_home.truth_dir,
+            list(zip(holdout_features["customer_id"], live.predict(holdout_features), strict=True)),
+            cutoff,
+        )
     assert scored == clv_rows == buyers > 1_500
     assert bands == 3 and bad == 0
-    report = json.loads(
-        (resolved_home.reports_dir / "scoring" / "latest.json").read_text(encoding="utf-8")
-    )
     holdout = report["churn_holdout"]
     assert holdout["roc_auc"] >= 0.72
     assert 0 < holdout["brier"] < 0.25
@@ -129,6 +141,8 @@ def test_scores_are_written_with_a_report_and_planted_churners_rank_high(
     # Members planted to stop buying, against every other buyer, on the day scored.
     assert planted["planted_scored"] >= 50
     assert planted["roc_auc"] >= 0.80, planted
+    assert planted_on_holdout["planted_scored"] >= 50
+    assert planted_on_holdout["roc_auc"] >= 0.80, planted_on_holdout
     folder = next((resolved_home.reports_dir / "scoring").glob("2*"))
     for name in ("report.html", "churn_roc_pr.png", "churn_calibration.png", "clv_holdout.png"):
         assert (folder / name).stat().st_size > 1_000, name
