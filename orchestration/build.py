@@ -13,7 +13,7 @@ from orchestration.assets.ingest import INGEST_ASSETS
 from orchestration.assets.publish import PUBLISH_ASSETS
 from orchestration.assets.scoring import SCORING_ASSETS
 from orchestration.assets.sources import SOURCE_SPECS
-from orchestration.checks import RECONCILIATION_CHECKS
+from orchestration.checks import GATE_CHECKS, RECONCILIATION_CHECKS
 from orchestration.dbt_project import dbt_executable, prepared_dbt_project
 from orchestration.jobs import crm_pipeline, crm_scoring
 
@@ -30,7 +30,7 @@ def build_definitions(settings: Settings, *, reparse_dbt: bool = False) -> dg.De
             *build_dbt_assets(project),
             *PUBLISH_ASSETS,
         ],
-        asset_checks=RECONCILIATION_CHECKS,
+        asset_checks=[*RECONCILIATION_CHECKS, *GATE_CHECKS],
         jobs=[crm_pipeline, crm_scoring],
         resources={
             "warehouse": DuckDBResource(

@@ -1,0 +1,363 @@
+"""The quality gate: great-expectations suites on the tables apps and dashboards see.
+
+Every expectation is blocking (a failure stops the serving snapshot) or a warning (shown,
+not stopping). Suites are code here; GX validates pandas batches read from DuckDB (its SQL
+datasource fails on DuckDB, see STACK.md), only the columns a suite checks, so a million-row
+mart costs a few columns of memory. Comparisons with the previous run (row counts, the
+newest day, the churn-score distribution) read `quality.gate_history`, which records only
+runs whose blocking expectations passed: a bad batch never becomes the new baseline.
+
+Each validation is appended to `CRM_HOME/reports/quality/results.jsonl`; GX keeps its
+results and data docs under `CRM_HOME/reports/quality/gx/` (open
+`gx/uncommitted/data_docs/local_site/index.html`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import great_expectations as gx
+import pandas as pd
+from great_expectations.data_context.types.base import ProgressBarsConfig
+
+# A table's rows may move this much (as a share of the last good run) between runs.
+DEFAULT_ROW_TOLERANCE = 0.3
+# The mean churn probability may move this much before it is called drift.
+DEFAULT_CHURN_DRIFT = 0.1
+
+Expectations = Callable[["Baseline", float], list[gx.expectations.Expectation]]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What the last run whose blocking expectations passed saw of a table."""
+
+    row_count: int | None = None
+    newest_day: date | None = None
+    mean_score: float | None = None
+
+
+@dataclass(frozen=True)
+class TableGate:
+    table: str  # schema.name in the warehouse, also the suite name
+    query: str  # the columns the suite checks (derived flags computed here, in SQL)
+    expectations: Expectations
+    day_column: str | None = None
+    score_column: str | None = None
+
+
+@dataclass
+class Outcome:
+    table: str
+    blocking_passed: bool
+    warnings_passed: bool
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    row_count: int = 0
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {
+            "row_count": self.row_count,
+            "blocking_passed": self.blocking_passed,
+            "warnings_passed": self.warnings_passed,
+            "failures": self.failures,
+        }
+
+
+def _blocking(expectation: gx.expectations.Expectation) -> gx.expectations.Expectation:
+    expectation.meta = {**(expectation.meta or {}), "blocking": True}
+    return expectation
+
+
+def _warning(expectation: gx.expectations.Expectation) -> gx.expectations.Expectation:
+    expectation.meta = {**(expectation.meta or {}), "blocking": False}
+    return expectation
+
+
+def _row_count(baseline: Baseline, tolerance: float) -> gx.expectations.Expectation:
+    if baseline.row_count is None:
+        return _blocking(gx.expectations.ExpectTableRowCountToBeBetween(min_value=1))
+    return _blocking(
+        gx.expectations.ExpectTableRowCountToBeBetween(
+            min_value=int(baseline.row_count * (1 - tolerance)),
+            max_value=int(baseline.row_count * (1 + tolerance)) + 1,
+        )
+    )
+
+
+def _not_older(baseline: Baseline, column: str) -> list[gx.expectations.Expectation]:
+    if baseline.newest_day is None:
+        return []
+    return [
+        _blocking(
+            gx.expectations.ExpectColumnMaxToBeBetween(
+                column=column, min_value=pd.Timestamp(baseline.newest_day).to_pydatetime()
+            )
+        )
+    ]
+
+
+def _key(column: str) -> list[gx.expectations.Expectation]:
+    return [
+        _blocking(gx.expectations.ExpectColumnValuesToNotBeNull(column=column)),
+        _blocking(gx.expectations.ExpectColumnValuesToBeUnique(column=column)),
+    ]
+
+
+def _between(column: str, low: float, high: float | None = None) -> gx.expectations.Expectation:
+    return _blocking(
+        gx.expectations.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high)
+    )
+
+
+def _known_customers() -> gx.expectations.Expectation:
+    # Referential integrity: every customer_id of a fact is in dim_customers.
+    return _blocking(
+        gx.expectations.ExpectColumnValuesToBeInSet(column="known_customer", value_set=[True])
+    )
+
+
+_KNOWN = "customer_id in (select customer_id from marts.dim_customers) as known_customer"
+
+GATES: tuple[TableGate, ...] = (
+    TableGate(
+        "marts.fct_orders",
+        "select order_id, order_amount, margin_amount, ordered_on from marts.fct_orders",
+        lambda base, tol: [
+            _row_count(base, tol),
+            *_key("order_id"),
+            _between("order_amount", 0),
+            _warning(gx.expectations.ExpectColumnValuesToNotBeNull(column="ordered_on")),
+            *_not_older(base, "ordered_on"),
+        ],
+        day_column="ordered_on",
+    ),
+    TableGate(
+        "marts.customer_360",
+        "select customer_id, revenue, average_satisfaction, phone_e164 from marts.customer_360",
+        lambda base, tol: [
+            _row_count(base, tol),
+            *_key("customer_id"),
+            _between("revenue", 0),
+            _between("average_satisfaction", 1, 5),
+            _warning(
+                gx.expectations.ExpectColumnValuesToNotBeNull(column="phone_e164", mostly=0.5)
+            ),
+        ],
+    ),
+    TableGate(
+        "marts.customer_segments",
+        "select customer_id, value_tier, lifecycle_stage from marts.customer_segments",
+        lambda base, tol: [
+            _row_count(base, tol),
+            *_key("customer_id"),
+            _blocking(
+                gx.expectations.ExpectColumnValuesToBeInSet(
+                    column="value_tier", value_set=["diamond", "gold", "silver", "regular"]
+                )
+            ),
+        ],
+    ),
+    TableGate(
+        "marts.customer_scores",
+        f"select customer_id, churn_probability, probability_alive, {_KNOWN} "
+        "from marts.customer_scores",
+        lambda base, tol: [
+            _row_count(base, tol),
+            *_key("customer_id"),
+            _known_customers(),
+            _between("churn_probability", 0, 1),
+            _between("probability_alive", 0, 1),
+            *(
+                []
+                if base.mean_score is None
+                else [
+                    _warning(
+                        gx.expectations.ExpectColumnMeanToBeBetween(
+                            column="churn_probability",
+                            min_value=base.mean_score - DEFAULT_CHURN_DRIFT,
+                            max_value=base.mean_score + DEFAULT_CHURN_DRIFT,
+                        )
+                    )
+                ]
+            ),
+        ],
+        score_column="churn_probability",
+    ),
+    TableGate(
+        "marts.fct_customer_alerts",
+        f"select alert_date, severity, {_KNOWN} from marts.fct_customer_alerts",
+        lambda base, tol: [
+            _known_customers(),
+            _blocking(
+                gx.expectations.ExpectColumnValuesToBeInSet(
+                    column="severity", value_set=["high", "medium", "low"]
+                )
+            ),
+            *_not_older(base, "alert_date"),
+        ],
+        day_column="alert_date",
+    ),
+    TableGate(
+        "marts.customer_care_list",
+        f"select care_date, {_KNOWN} from marts.customer_care_list",
+        lambda base, tol: [_known_customers()],
+    ),
+    TableGate(
+        "marts.fct_service_kpis_daily",
+        "select kpi_date, answer_rate, service_level, first_contact_resolution_rate, csat "
+        "from marts.fct_service_kpis_daily",
+        lambda base, tol: [
+            _row_count(base, tol),
+            _between("answer_rate", 0, 1),
+            _between("service_level", 0, 1),
+            _between("first_contact_resolution_rate", 0, 1),
+            _between("csat", 1, 5),
+            *_not_older(base, "kpi_date"),
+        ],
+        day_column="kpi_date",
+    ),
+    TableGate(
+        "marts.fct_campaign_performance",
+        "select campaign_id, conversion_rate, campaign_cost from marts.fct_campaign_performance",
+        lambda base, tol: [
+            _between("conversion_rate", 0, 1),
+            _between("campaign_cost", 0),
+            _warning(gx.expectations.ExpectColumnValuesToNotBeNull(column="campaign_cost")),
+        ],
+    ),
+)
+GATES_BY_TABLE = {gate.table: gate for gate in GATES}
+
+_HISTORY_DDL = """
+create table if not exists quality.gate_history (
+    checked_at timestamp,
+    table_name varchar,
+    row_count bigint,
+    newest_day date,
+    mean_score double
+)
+"""
+
+
+def _context(project_dir: Path) -> Any:
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    context = gx.get_context(mode="file", project_root_dir=project_dir)
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return context
+
+
+def baseline(conn: duckdb.DuckDBPyConnection, table: str) -> Baseline:
+    conn.execute("create schema if not exists quality")
+    conn.execute(_HISTORY_DDL)
+    rows = conn.execute(
+        "select row_count, newest_day, mean_score from quality.gate_history "
+        "where table_name = ? order by checked_at desc limit 1",
+        [table],
+    ).fetchall()
+    return Baseline(*rows[0]) if rows else Baseline()
+
+
+def validate(
+    conn: duckdb.DuckDBPyConnection,
+    gate: TableGate,
+    reports_dir: Path,
+    *,
+    row_tolerance: float = DEFAULT_ROW_TOLERANCE,
+) -> Outcome:
+    """Validate one table against its suite; remember it as the baseline if the blocking
+    expectations passed."""
+    base = baseline(conn, gate.table)
+    frame = conn.execute(gate.query).df()
+    context = _context(reports_dir / "quality")
+    source = context.data_sources.add_or_update_pandas("warehouse")
+    asset_name = gate.table.replace(".", "__")
+    asset = next((a for a in source.assets if a.name == asset_name), None) or (
+        source.add_dataframe_asset(asset_name)
+    )
+    batch = next(
+        (b for b in asset.batch_definitions if b.name == "whole"), None
+    ) or asset.add_batch_definition_whole_dataframe("whole")
+    suite = context.suites.add_or_update(gx.ExpectationSuite(name=gate.table))
+    for expectation in gate.expectations(base, row_tolerance):
+        suite.add_expectation(expectation)
+    suite.save()
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=gate.table, data=batch, suite=suite)
+    )
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=f"gate__{asset_name}",
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+        )
+    )
+    result = checkpoint.run(batch_parameters={"dataframe": frame})
+    failures = []
+    blocking_passed = warnings_passed = True
+    for run in result.run_results.values():
+        for expectation in run.results:
+            if expectation.success:
+                continue
+            blocking = bool(expectation.expectation_config.meta.get("blocking"))
+            if blocking:
+                blocking_passed = False
+            else:
+                warnings_passed = False
+            failures.append(
+                {
+                    "expectation": expectation.expectation_config.type,
+                    "column": expectation.expectation_config.kwargs.get("column"),
+                    "blocking": blocking,
+                    "observed": _observed(expectation.result),
+                    "kwargs": {
+                        k: v
+                        for k, v in expectation.expectation_config.kwargs.items()
+                        if k not in ("batch_id", "column")
+                    },
+                }
+            )
+    outcome = Outcome(gate.table, blocking_passed, warnings_passed, failures, len(frame))
+    if blocking_passed:
+        newest = frame[gate.day_column].max() if gate.day_column and len(frame) else None
+        mean = float(frame[gate.score_column].mean()) if gate.score_column and len(frame) else None
+        conn.execute(
+            "insert into quality.gate_history values (?, ?, ?, ?, ?)",
+            [
+                datetime.now(UTC).replace(tzinfo=None),
+                gate.table,
+                len(frame),
+                None if newest is None or pd.isna(newest) else pd.Timestamp(newest).date(),
+                mean,
+            ],
+        )
+    _record(reports_dir, outcome)
+    return outcome
+
+
+def _observed(result: dict[str, Any]) -> Any:
+    for key in ("observed_value", "unexpected_count"):
+        if key in result:
+            value = result[key]
+            return value if isinstance(value, int | float | str) else str(value)
+    return None
+
+
+def _record(reports_dir: Path, outcome: Outcome) -> None:
+    folder = reports_dir / "quality"
+    folder.mkdir(parents=True, exist_ok=True)
+    entry = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "table": outcome.table}
+    entry |= outcome.as_metadata()
+    with (folder / "results.jsonl").open("a", encoding="utf-8") as results:
+        results.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+
+
+def data_docs_index(reports_dir: Path) -> Path:
+    site = reports_dir / "quality" / "gx" / "uncommitted" / "data_docs" / "local_site"
+    return site / "index.html"

@@ -1,0 +1,67 @@
+"""The great-expectations gate on a real pipeline run: it passes on good data, a bad batch
+fails it with reasons, and a failed gate leaves the last good serving snapshot live."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import duckdb
+import pytest
+
+from crm_warehouse.publish.serving import current
+from crm_warehouse.settings import Settings
+from orchestration.run import dagster_instance, run_pipeline
+from quality.gate import GATES, GATES_BY_TABLE, data_docs_index, validate
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_gate_passed_on_the_pipeline_run_with_results_and_data_docs(
+    resolved_home: Settings,
+) -> None:
+    instance = dagster_instance(resolved_home)
+    for gate in GATES:
+        key = dg.AssetCheckKey(dg.AssetKey(gate.table.split(".")), "gx_blocking")
+        record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
+        evaluation = record.event.dagster_event.event_specific_data  # type: ignore[union-attr]
+        assert evaluation.passed, (gate.table, evaluation.metadata)
+    results = (resolved_home.reports_dir / "quality" / "results.jsonl").read_text(encoding="utf-8")
+    tables = {json.loads(line)["table"] for line in results.splitlines()}
+    assert tables == {gate.table for gate in GATES}
+    assert data_docs_index(resolved_home.reports_dir).stat().st_size > 1_000
+
+
+def test_negative_amounts_and_a_duplicated_key_fail_the_blocking_half(
+    own_copy: Settings,
+) -> None:
+    with own_copy.connect_warehouse() as conn:
+        conn.execute("update marts.fct_orders set order_amount = -5 where order_id % 7 = 1")
+        conn.execute("insert into marts.fct_orders select * from marts.fct_orders limit 1")
+        outcome = validate(conn, GATES_BY_TABLE["marts.fct_orders"], own_copy.reports_dir)
+        baseline_rows = conn.execute(
+            "select count(*) from quality.gate_history where table_name = 'marts.fct_orders'"
+        ).fetchall()[0][0]
+    failed = {(f["expectation"], f["column"]) for f in outcome.failures if f["blocking"]}
+    assert not outcome.blocking_passed
+    assert ("expect_column_values_to_be_unique", "order_id") in failed
+    assert ("expect_column_values_to_be_between", "order_amount") in failed
+    # A bad batch never becomes the baseline the next run is compared with.
+    assert baseline_rows == 1
+
+
+def test_half_the_orders_missing_stops_the_run_and_keeps_the_last_snapshot(
+    own_copy: Settings,
+) -> None:
+    live = current(own_copy.serving_dir)
+    assert live is not None
+    with duckdb.connect(str(own_copy.warehouse_path)) as conn:
+        conn.execute("delete from marts.fct_orders where order_id % 2 = 0")
+    outcome = run_pipeline(own_copy)
+    assert not outcome.success
+    assert "marts/fct_orders:gx_blocking" in outcome.failed_checks
+    assert current(own_copy.serving_dir) == live
+    results = (own_copy.reports_dir / "quality" / "results.jsonl").read_text(encoding="utf-8")
+    latest = [json.loads(line) for line in results.splitlines()][-len(GATES) :]
+    orders = next(r for r in latest if r["table"] == "marts.fct_orders")
+    assert orders["failures"][0]["expectation"] == "expect_table_row_count_to_be_between"
