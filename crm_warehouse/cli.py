@@ -197,6 +197,8 @@ def _run_and_report(
         print(f"  failed step: {step}")
     for check in outcome.failed_checks:
         print(f"  failed check: {check}")
+    for check in outcome.warned_checks:
+        print(f"  warning: {check} (see its metadata in the Dagster UI)")
     print(summarise(settings.warehouse_path).render())
     return outcome.success and not outcome.failed_checks
 

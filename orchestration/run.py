@@ -19,6 +19,7 @@ class RunOutcome:
     success: bool
     failed_steps: list[str]
     failed_checks: list[str]
+    warned_checks: list[str]
 
 
 DAGSTER_YAML = """\
@@ -73,8 +74,8 @@ def run_pipeline(
         for event in result.all_events
         if event.event_type == dg.DagsterEventType.STEP_FAILURE
     ]
-    failed_checks = [
-        f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+    failed_evaluations = [
+        evaluation
         for evaluation in (
             event.event_specific_data
             for event in result.all_events
@@ -82,4 +83,19 @@ def run_pipeline(
         )
         if not evaluation.passed
     ]
-    return RunOutcome(result.run_id, result.success, failed_steps, failed_checks)
+
+    def names(severity: dg.AssetCheckSeverity) -> list[str]:
+        return [
+            f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+            for evaluation in failed_evaluations
+            if evaluation.severity == severity
+        ]
+
+    # A failed check of severity WARN is reported, not a failure of the run.
+    return RunOutcome(
+        result.run_id,
+        result.success,
+        failed_steps,
+        names(dg.AssetCheckSeverity.ERROR),
+        names(dg.AssetCheckSeverity.WARN),
+    )

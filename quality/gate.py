@@ -326,7 +326,9 @@ def validate(
     outcome = Outcome(gate.table, blocking_passed, warnings_passed, failures, len(frame))
     if blocking_passed:
         newest = frame[gate.day_column].max() if gate.day_column and len(frame) else None
-        mean = float(frame[gate.score_column].mean()) if gate.score_column and len(frame) else None
+        scores = frame[gate.score_column].dropna() if gate.score_column else frame.iloc[0:0]
+        # No scores yet (too little history to train): no baseline to drift from either.
+        mean = float(scores.mean()) if len(scores) else None
         conn.execute(
             "insert into quality.gate_history values (?, ?, ?, ?, ?)",
             [
