@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -170,6 +171,13 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"  done in {time.perf_counter() - started:.1f} s")
     outcome = _run_and_report(settings)
     print(f"Elapsed: {time.perf_counter() - started:.1f} s")
+    report = settings.reports_dir / "scoring" / "latest.json"
+    if report.exists():
+        print(f"Scoring report: {json.loads(report.read_text(encoding='utf-8'))['report_html']}")
+    print(
+        f"Serving snapshot for apps: {settings.serving_dir / 'serving.duckdb'} "
+        f"(contract: {settings.serving_dir / 'contract.md'})"
+    )
     print(UI_HINT.format(dagster_home=settings.dagster_home, crm_home=settings.crm_home))
     return 0 if outcome else 1
 
@@ -213,8 +221,6 @@ def _identity_retrain(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    import json
-
     from orchestration.run import run_pipeline
 
     settings = Settings.from_env()
