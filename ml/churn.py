@@ -24,7 +24,6 @@ from ml.features import FEATURE_NAMES, FEATURES
 
 # Risk bands on the calibrated probability of buying nothing in the label window.
 DEFAULT_BAND_THRESHOLDS = {"medium": 0.4, "high": 0.65}
-BAND_LABELS = {"low": ("低", "low"), "medium": ("中", "medium"), "high": ("高", "high")}
 REASONS_PER_CUSTOMER = 3
 _MONEY_FEATURES = {"spend_90d", "average_order_value"}
 

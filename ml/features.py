@@ -259,10 +259,3 @@ def churn_labels(conn: duckdb.DuckDBPyConnection, cutoff: date, window_days: int
     """`customer_id`, `churned`: for every customer with an order on or before `cutoff`,
     whether they placed none in the `window_days` after it."""
     return conn.execute(_LABELS_SQL, {"cutoff": cutoff, "window_days": window_days}).df()
-
-
-def latest_order_day(conn: duckdb.DuckDBPyConnection) -> date | None:
-    """The newest order day in the warehouse: the date scores are "as of"."""
-    return conn.execute(
-        "select max(ordered_on) from intermediate.int_sales__customer_orders"
-    ).fetchall()[0][0]
