@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from crm_warehouse.settings import Settings
-from orchestration.assets.dbt import AFTER_IDENTITY, AFTER_SCORING
+from orchestration.assets.dbt import dbt_cli_selection
 
 INGEST_RATIO_TARGET = 3.0
 REPEATS = 3
@@ -322,9 +322,9 @@ def _progress(customers: int, stage: str, result: StageResult) -> StageResult:
 
 
 # The three parts of the dbt project, as the pipeline builds them around identity and scoring.
-_STAGING = ["--exclude", AFTER_IDENTITY, AFTER_SCORING]
-_MARTS = ["--select", AFTER_IDENTITY, "--exclude", AFTER_SCORING]
-_SCORED = ["--select", AFTER_SCORING]
+_STAGING = dbt_cli_selection("dbt_staging")
+_MARTS = dbt_cli_selection("dbt_marts")
+_SCORED = dbt_cli_selection("dbt_scored")
 
 
 def _stage(work: Path, arguments: list[str]) -> StageResult:

@@ -39,18 +39,29 @@ def _build_args(config: DbtBuildConfig) -> list[str]:
 # Models reading an asset's tables (and everything after them) run after that asset.
 AFTER_IDENTITY = "source:identity+"
 AFTER_SCORING = "source:ml+"
-DBT_BUILD_STEPS = ("dbt_staging", "dbt_marts", "dbt_scored")
+# Each part's dbt selection: seeds, staging and the identity input before the identity asset
+# (`dbt_staging`); the models keyed on customer_id after it (`dbt_marts`); the models reading
+# the scores after the scoring asset (`dbt_scored`).
+DBT_PARTS: dict[str, dict[str, str]] = {
+    "dbt_staging": {"exclude": f"{AFTER_IDENTITY} {AFTER_SCORING}"},
+    "dbt_marts": {"select": AFTER_IDENTITY, "exclude": AFTER_SCORING},
+    "dbt_scored": {"select": AFTER_SCORING},
+}
+DBT_BUILD_STEPS = tuple(DBT_PARTS)
+
+
+def dbt_cli_selection(part: str) -> list[str]:
+    """The same part as `dbt build` arguments, for runs outside Dagster (bench, tests)."""
+    return [
+        argument
+        for option, selectors in DBT_PARTS[part].items()
+        for argument in (f"--{option}", *selectors.split())
+    ]
 
 
 def build_dbt_assets(project: DbtProject) -> list[dg.AssetsDefinition]:
-    """Three parts of one `dbt build`: seeds, staging and the identity input before the
-    identity asset (`dbt_staging`); the models keyed on customer_id after it (`dbt_marts`);
-    the models reading the scores after the scoring asset (`dbt_scored`)."""
-    return [
-        _dbt_build_assets(project, "dbt_staging", exclude=f"{AFTER_IDENTITY} {AFTER_SCORING}"),
-        _dbt_build_assets(project, "dbt_marts", select=AFTER_IDENTITY, exclude=AFTER_SCORING),
-        _dbt_build_assets(project, "dbt_scored", select=AFTER_SCORING),
-    ]
+    """The three parts of one `dbt build` (`DBT_PARTS`) as three multi-assets."""
+    return [_dbt_build_assets(project, name, **selection) for name, selection in DBT_PARTS.items()]
 
 
 def _dbt_build_assets(project: DbtProject, name: str, **selection: str) -> dg.AssetsDefinition:

@@ -16,7 +16,7 @@ import pytest
 
 from crm_warehouse.ingest.runner import ingest_all
 from crm_warehouse.settings import Settings
-from orchestration.assets.dbt import AFTER_IDENTITY, AFTER_SCORING
+from orchestration.assets.dbt import dbt_cli_selection
 
 pytestmark = pytest.mark.slow
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
@@ -43,9 +43,7 @@ def built_home(tmp_path_factory: pytest.TempPathFactory, sample_sources: Path) -
             str(home / "dbt" / "target"),
             # The part of the project before identity resolution; the parts after identity
             # and scoring are tested through the pipeline (tests/identity, marts, ml).
-            "--exclude",
-            AFTER_IDENTITY,
-            AFTER_SCORING,
+            *dbt_cli_selection("dbt_staging"),
         ],
         env={**os.environ, "CRM_HOME": str(home)},
         capture_output=True,
