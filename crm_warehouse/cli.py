@@ -252,8 +252,8 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from crm_warehouse.publish.serving import publish, rollback
-    from orchestration.dbt_project import dbt_project
+    from crm_warehouse.publish.serving import rollback
+    from orchestration.assets.publish import publish_configured
 
     settings = Settings.from_env()
     if args.rollback:
@@ -261,13 +261,7 @@ def _publish(args: argparse.Namespace) -> int:
         print(f"Serving {settings.serving_dir / 'serving.duckdb'} → {target.name}")
         return 0
     with settings.connect_warehouse() as conn:
-        published = publish(
-            conn,
-            settings.serving_dir,
-            keep=settings.serving_keep,
-            unmasked_group=settings.serving_unmasked_group,
-            manifest_path=dbt_project(settings).manifest_path,
-        )
+        published = publish_configured(conn, settings)
     print(f"Published {published.snapshot.name}: {published.rows}")
     print(f"Contract: {settings.serving_dir / 'contract.md'}")
     return 0

@@ -2,13 +2,26 @@
 and their blocking checks passed, so a failed run leaves the last good snapshot live."""
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 
-from crm_warehouse.publish.serving import CONTRACT_VERSION, SERVING_TABLES, publish
+from crm_warehouse.publish.serving import CONTRACT_VERSION, SERVING_TABLES, Published, publish
 from crm_warehouse.settings import Settings
 from orchestration.dbt_project import dbt_project
 
 SERVING_SNAPSHOT = dg.AssetKey(["serving", "snapshot"])
+
+
+def publish_configured(conn: duckdb.DuckDBPyConnection, settings: Settings) -> Published:
+    """`publish` with what `Settings` configures and the dbt docs for the contract; the
+    asset and `crm publish` both call this."""
+    return publish(
+        conn,
+        settings.serving_dir,
+        keep=settings.serving_keep,
+        unmasked_group=settings.serving_unmasked_group,
+        manifest_path=dbt_project(settings).manifest_path,
+    )
 
 
 @dg.asset(
@@ -26,13 +39,7 @@ def serving_snapshot(
     settings: dg.ResourceParam[Settings],
 ) -> dg.MaterializeResult:
     with warehouse.get_connection() as conn:
-        published = publish(
-            conn,
-            settings.serving_dir,
-            keep=settings.serving_keep,
-            unmasked_group=settings.serving_unmasked_group,
-            manifest_path=dbt_project(settings).manifest_path,
-        )
+        published = publish_configured(conn, settings)
     context.log.info("published %s (%s rows)", published.snapshot.name, published.rows)
     return dg.MaterializeResult(
         metadata={
