@@ -193,8 +193,14 @@ def evaluate_churn(
 ) -> dict[str, object]:
     """ROC AUC, PR AUC (average precision), Brier score and a calibration table (mean
     predicted against observed churn in equal-count bins) on a holdout."""
+    return holdout_metrics(churned, model.predict(features), bins)
+
+
+def holdout_metrics(
+    churned: pd.Series | np.ndarray, probability: np.ndarray, bins: int = 10
+) -> dict[str, object]:
+    """The figures of `evaluate_churn` from probabilities already predicted."""
     truth = np.asarray(churned, dtype=int)
-    probability = model.predict(features)
     observed, predicted = calibration_curve(truth, probability, n_bins=bins, strategy="quantile")
     return {
         "rows": len(truth),

@@ -29,6 +29,7 @@ from ml.churn import (
     evaluate_churn,
     explain,
     fit_churn,
+    holdout_metrics,
     risk_band,
 )
 from ml.clv import clv_holdout, fit_clv
@@ -157,7 +158,8 @@ def _transactions(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
 @dataclass(frozen=True)
 class Registration:
     """What became of a candidate: its version, the model and version that score now, and
-    the promotion decision with the live model's figures on the same holdout."""
+    the promotion decision with the live model's figures on the same holdout, and the
+    candidate's holdout probabilities (for the report, so they are predicted once)."""
 
     candidate_version: str
     scoring_model: ChurnModel
@@ -166,6 +168,7 @@ class Registration:
     reason: str
     candidate_metrics: dict[str, Any]
     live_metrics: dict[str, Any] | None
+    candidate_probability: np.ndarray
 
 
 def register_candidate(
@@ -180,7 +183,8 @@ def register_candidate(
     `churned`), store the candidate as a new version, and make it live only if it is not
     worse (`should_promote`). A live model of other features or another window answers
     another question, so the candidate replaces it."""
-    candidate_metrics = evaluate_churn(candidate, holdout, holdout["churned"])
+    candidate_probability = candidate.predict(holdout)
+    candidate_metrics = holdout_metrics(holdout["churned"], candidate_probability)
     live_version = registry.live_version()
     live: ChurnModel | None = registry.load(live_version) if live_version else None
     live_metrics = None
@@ -208,10 +212,26 @@ def register_candidate(
     if promoted:
         registry.promote(version, reason)
         return Registration(
-            version, candidate, version, True, reason, candidate_metrics, live_metrics
+            version,
+            candidate,
+            version,
+            True,
+            reason,
+            candidate_metrics,
+            live_metrics,
+            candidate_probability,
         )
     assert live is not None and live_version is not None
-    return Registration(version, live, live_version, False, reason, candidate_metrics, live_metrics)
+    return Registration(
+        version,
+        live,
+        live_version,
+        False,
+        reason,
+        candidate_metrics,
+        live_metrics,
+        candidate_probability,
+    )
 
 
 def score(
@@ -323,7 +343,7 @@ def score(
         seconds=seconds,
     )
     holdout_scored = holdout[["customer_id", "churned"]].assign(
-        churn_probability=candidate.predict(holdout)
+        churn_probability=registration.candidate_probability
     )
     return run, {
         "churn_scores": churn_scores,
