@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 
+from crm_warehouse.erasure.blocklist import Blocklist
 from crm_warehouse.generate import generate
 from crm_warehouse.ingest.files import FileSet
 from crm_warehouse.ingest.runner import FILE_SOURCE_ORDER
@@ -46,7 +47,11 @@ def _ingest(settings: Settings, files_only_into: Path | None = None) -> dict[str
         for source in FILE_SOURCE_ORDER:
             started = time.perf_counter()
             counts = load_file_sources(
-                conn, filesets[source], settings.source_timezone, settings.scratch_dir
+                conn,
+                filesets[source],
+                settings.source_timezone,
+                settings.scratch_dir,
+                blocklist=Blocklist.load(settings),
             )
             figures[source] = {
                 "rows_in": counts.rows_in,
@@ -64,6 +69,7 @@ def _ingest(settings: Settings, files_only_into: Path | None = None) -> dict[str
             settings.sales_tables,
             settings.source_timezone,
             settings.sales_chunk_rows,
+            blocklist=Blocklist.load(settings),
         )
         elapsed = round(time.perf_counter() - started, 3)
         figures["sales_system"] = {

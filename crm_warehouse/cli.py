@@ -97,6 +97,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     publish.set_defaults(handler=_publish)
 
+    erase = commands.add_parser(
+        "erase",
+        help="erase a person (个人信息删除) from everything under CRM_HOME and keep them out",
+    )
+    erase.add_argument("--customer-id", required=True, help="any id of theirs, current or merged")
+    erase.add_argument(
+        "--reference", help="the request's reference (a ticket number), kept in the audit log"
+    )
+    erase.set_defaults(handler=_erase)
+
     status = commands.add_parser("status", help="rows per layer and quarantine by reason")
     status.set_defaults(handler=_status)
 
@@ -264,6 +274,30 @@ def _publish(args: argparse.Namespace) -> int:
         published = publish_configured(conn, settings)
     print(f"Published {published.snapshot.name}: {published.rows}")
     print(f"Contract: {settings.serving_dir / 'contract.md'}")
+    return 0
+
+
+def _erase(args: argparse.Namespace) -> int:
+    from crm_warehouse.erasure.erase import AlreadyErased, audit_path, erase_customer
+    from crm_warehouse.erasure.footprint import UnknownCustomer
+
+    settings = Settings.from_env()
+    try:
+        report = erase_customer(settings, args.customer_id, reference=args.reference)
+    except AlreadyErased as already:
+        print(already)
+        return 0
+    except UnknownCustomer as unknown:
+        print(unknown.args[0])
+        return 1
+    removed = sum(report.rows_removed.values()) + report.quarantined_rows_removed
+    print(f"Erasure {report.erasure_id}: {removed:,} rows in {len(report.rows_removed)} tables")
+    print(f"  files rewritten: {len(report.files_rewritten)}")
+    print(f"  databases rewritten: {', '.join(report.databases_rewritten)}")
+    print(f"  blocklist entries added: {report.blocklist_entries}")
+    for outside in report.not_under_crm_home:
+        print(f"  not under CRM_HOME, erase there too (ingest now drops them): {outside}")
+    print(f"Audit record: {audit_path(settings)}")
     return 0
 
 

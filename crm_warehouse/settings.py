@@ -47,6 +47,8 @@ class Settings:
     # (none: no unmasked twin is written).
     serving_keep: int = 5
     serving_unmasked_group: str | None = None
+    # The erasure blocklist's HMAC key; without it one is generated under CRM_HOME/erasure.
+    erasure_key: str | None = field(default=None, repr=False)
 
     @property
     def sources_dir(self) -> Path:
@@ -75,6 +77,10 @@ class Settings:
     @property
     def serving_dir(self) -> Path:
         return self.crm_home / "serving"
+
+    @property
+    def erasure_dir(self) -> Path:
+        return self.crm_home / "erasure"
 
     @property
     def reports_dir(self) -> Path:
@@ -147,6 +153,8 @@ class Settings:
             serving_unmasked_group=setting(
                 "CRM_SERVING_UNMASKED_GROUP", "serving_unmasked_group", None
             ),
+            # Only from the environment: a secret has no place in a config file.
+            erasure_key=env.get("CRM_ERASURE_KEY") or None,
         )
 
     def duckdb_config(self) -> dict[str, str]:

@@ -18,10 +18,11 @@ class Reconciliation:
     rows_in_raw: int
     rows_in_quarantine: int
     unbalanced_batches: int
+    rows_erased: int = 0  # rows of erased people: dropped on arrival or erased since
 
     @property
     def passed(self) -> bool:
-        balanced = self.rows_in == self.rows_in_raw + self.rows_in_quarantine
+        balanced = self.rows_in == self.rows_in_raw + self.rows_in_quarantine + self.rows_erased
         return balanced and self.unbalanced_batches == 0
 
     def as_metadata(self) -> dict[str, object]:
@@ -30,6 +31,7 @@ class Reconciliation:
             "rows_in": self.rows_in,
             "rows_in_raw": self.rows_in_raw,
             "rows_in_quarantine": self.rows_in_quarantine,
+            "rows_erased": self.rows_erased,
             "unbalanced_batches": self.unbalanced_batches,
         }
 
@@ -51,17 +53,17 @@ def reconcile_latest_batch(
         return Reconciliation(contract.source, None, 0, 0, 0, 0)
     unbalanced = conn.execute(
         "select count(*) from meta.batches "
-        "where source = ? and rows_in <> rows_loaded + rows_quarantined",
+        "where source = ? and rows_in <> rows_loaded + rows_quarantined + rows_erased",
         [contract.source],
     ).fetchall()[0][0]
     latest = conn.execute(
-        "select batch_id, rows_in from meta.batches where source = ? "
+        "select batch_id, rows_in, rows_erased from meta.batches where source = ? "
         "order by finished_at desc limit 1",
         [contract.source],
     ).fetchall()
     if not latest:
         return Reconciliation(contract.source, None, 0, 0, 0, unbalanced)
-    batch_id, rows_in = latest[0]
+    batch_id, rows_in, rows_erased = latest[0]
     in_raw = conn.execute(
         f"select count(*) from raw.{contract.table} where _batch_id = ?", [batch_id]
     ).fetchall()[0][0]
@@ -69,4 +71,6 @@ def reconcile_latest_batch(
         "select count(*) from quarantine.rejected_rows where batch_id = ? and source = ?",
         [batch_id, contract.source],
     ).fetchall()[0][0]
-    return Reconciliation(contract.source, batch_id, rows_in, in_raw, in_quarantine, unbalanced)
+    return Reconciliation(
+        contract.source, batch_id, rows_in, in_raw, in_quarantine, unbalanced, rows_erased
+    )

@@ -1,7 +1,8 @@
 """Batches: all-or-nothing loads that account for every row they read.
 
 A batch is one transaction. It commits only if, for each source in it, rows in = rows loaded +
-rows quarantined; an exception anywhere rolls the whole batch back, ledger included.
+rows quarantined + rows erased (rows of people on the erasure blocklist); an exception
+anywhere rolls the whole batch back, ledger included.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class SourceCounts:
     rows_in: int = 0
     rows_loaded: int = 0
     rows_quarantined: int = 0
+    rows_erased: int = 0  # rows of erased people, dropped on arrival
     by_reason: Counter[str] = field(default_factory=Counter)
     files: list[str] = field(default_factory=list)
 
@@ -38,6 +40,7 @@ class SourceCounts:
             "rows_in": self.rows_in,
             "rows_loaded": self.rows_loaded,
             "rows_quarantined": self.rows_quarantined,
+            "rows_erased": self.rows_erased,
             "quarantined_by_reason": dict(sorted(self.by_reason.items())),
             "files_loaded": len(self.files),
         }
@@ -85,6 +88,9 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
             files varchar[],
             primary key (batch_id, source)
         )""")
+    # Rows of erased people: dropped on arrival, or loaded and erased later (then moved out
+    # of rows_loaded or rows_quarantined), so rows in = loaded + quarantined + erased holds.
+    conn.execute("alter table meta.batches add column if not exists rows_erased bigint default 0")
     conn.execute("""
         create table if not exists meta.loaded_files (
             source varchar not null,
@@ -129,15 +135,17 @@ def batch(conn: duckdb.DuckDBPyConnection) -> Iterator[Batch]:
         yield current
         finished = _utc_now()
         for source, counts in current.counts.items():
-            if counts.rows_in != counts.rows_loaded + counts.rows_quarantined:
+            if counts.rows_in != counts.rows_loaded + counts.rows_quarantined + counts.rows_erased:
                 raise ReconciliationError(
-                    f"{source}: {counts.rows_in} rows in but {counts.rows_loaded} loaded and "
-                    f"{counts.rows_quarantined} quarantined"
+                    f"{source}: {counts.rows_in} rows in but {counts.rows_loaded} loaded, "
+                    f"{counts.rows_quarantined} quarantined and {counts.rows_erased} erased"
                 )
             if counts.rows_in == 0 and not counts.files:
                 continue
             conn.execute(
-                "insert into meta.batches values (?, ?, ?, ?, ?, ?, ?, ?)",
+                "insert into meta.batches (batch_id, source, started_at, finished_at, rows_in, "
+                "rows_loaded, rows_quarantined, files, rows_erased) "
+                "values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     current.batch_id,
                     source,
@@ -147,6 +155,7 @@ def batch(conn: duckdb.DuckDBPyConnection) -> Iterator[Batch]:
                     counts.rows_loaded,
                     counts.rows_quarantined,
                     counts.files,
+                    counts.rows_erased,
                 ],
             )
         conn.execute("commit")

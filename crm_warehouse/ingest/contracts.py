@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from crm_warehouse.erasure.keys import KeyKind
+
 ColumnType = Literal["text", "timestamp", "timestamptz", "date", "decimal", "integer", "boolean"]
 
 LOCAL_TIME_FORMATS = (
@@ -63,6 +65,8 @@ class SourceContract:
     at_least_one_of: tuple[str, ...] = ()  # a row needs one of these non-empty
     time_order: tuple[tuple[str, str], ...] = ()  # (earlier, later) pairs
     version_column: str | None = None  # what tells two versions of a key apart
+    # (column, kind): the columns that identify a person, which the erasure blocklist matches.
+    personal_keys: tuple[tuple[str, KeyKind], ...] = ()
     description: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -71,6 +75,7 @@ class SourceContract:
 
 
 FORM_SUBMISSIONS = SourceContract(
+    personal_keys=(("submission_id", "form"), ("phone", "phone"), ("email", "email")),
     source="forms",
     table="form_submissions",
     description="Web form submissions: the form tool's JSON-lines API dumps and its CSV exports.",
@@ -113,6 +118,7 @@ FORM_SUBMISSIONS = SourceContract(
 )
 
 CALLS = SourceContract(
+    personal_keys=(("call_id", "call"), ("caller_number", "phone")),
     source="calls",
     table="calls",
     description="Call detail records from the call-centre platform, one file per day.",
@@ -132,6 +138,7 @@ CALLS = SourceContract(
 )
 
 TICKETS = SourceContract(
+    personal_keys=(("ticket_id", "ticket"), ("member_no", "member"), ("contact_phone", "phone")),
     source="tickets",
     table="tickets",
     description=(
@@ -182,6 +189,12 @@ CAMPAIGNS = SourceContract(
 )
 
 CAMPAIGN_TOUCHES = SourceContract(
+    personal_keys=(
+        ("touch_id", "touch"),
+        ("member_no", "member"),
+        ("contact", "phone"),
+        ("contact", "email"),
+    ),
     source="campaign_touches",
     table="campaign_touches",
     description="Campaign touches: one row per message sent, with its opens, clicks, conversions.",
@@ -201,6 +214,12 @@ CAMPAIGN_TOUCHES = SourceContract(
 )
 
 SALES_CUSTOMERS = SourceContract(
+    personal_keys=(
+        ("id", "sales_customer"),
+        ("member_no", "member"),
+        ("phone", "phone"),
+        ("email", "email"),
+    ),
     source="sales_customers",
     table="sales_customers",
     description="Members in the sales system (OLTP), pulled by updated_at and upserted by id.",
@@ -241,6 +260,7 @@ SALES_PRODUCTS = SourceContract(
 )
 
 SALES_ORDERS = SourceContract(
+    personal_keys=(("id", "sales_order"), ("customer_id", "sales_customer")),
     source="sales_orders",
     table="sales_orders",
     description="Orders in the sales system; status changes and refunds arrive as updates.",
@@ -261,6 +281,7 @@ SALES_ORDERS = SourceContract(
 )
 
 SALES_ORDER_LINES = SourceContract(
+    personal_keys=(("order_id", "sales_order"),),
     source="sales_order_lines",
     table="sales_order_lines",
     description="Order lines in the sales system.",

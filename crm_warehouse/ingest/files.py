@@ -11,6 +11,7 @@ import csv
 import hashlib
 import json
 import re
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pyarrow as pa
 
+from crm_warehouse.erasure.blocklist import Blocklist
 from crm_warehouse.ingest.batches import SourceCounts, batch
 from crm_warehouse.ingest.contracts import SourceContract
 from crm_warehouse.ingest.rows import (
@@ -71,11 +73,14 @@ def load_file_sources(
     timezone: str,
     scratch_dir: Path,
     now: datetime | None = None,
+    *,
+    blocklist: Blocklist,
 ) -> SourceCounts:
     """Load every new file (or new tail) of the file sets, all in one batch; returns the counts.
 
     All file sets must share one contract (e.g. the JSON-lines and CSV layouts of the forms).
     Each file set is read by one DuckDB scan over all its new files, not file by file.
+    Rows of people on the erasure `blocklist` are dropped and counted as erased.
     """
     contract = filesets[0].contract
     if any(fs.contract is not contract for fs in filesets):
@@ -85,7 +90,8 @@ def load_file_sources(
     local_now = now.astimezone(zone).replace(tzinfo=None)
     loaded_at = now.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
     scratch_dir.mkdir(parents=True, exist_ok=True)
-    with batch(conn) as current:
+    # Re-encoded copies hold personal data: they live only as long as the load.
+    with batch(conn) as current, tempfile.TemporaryDirectory(dir=scratch_dir) as copies:
         counts = current.source(contract.source)
         ledger = _Ledger.read(conn, contract.source)
         rejected: list[Rejected] = []
@@ -101,7 +107,7 @@ def load_file_sources(
                 continue
             reader = _read_csv_files if fileset.format == "csv" else _read_jsonl_files
             fileset_rejected, fileset_parts = reader(
-                conn, fileset, pieces, scratch_dir, str(number), temporaries
+                conn, fileset, pieces, Path(copies), str(number), temporaries
             )
             rejected += fileset_rejected
             parts += fileset_parts
@@ -131,8 +137,8 @@ def load_file_sources(
         else:
             create_parsed_table(conn, contract)
             temporaries.insert(0, f"table {PARSED}")
-        quarantine_rejected(conn, current, contract.source, rejected, loaded_at)
-        write_parsed(conn, current, contract, timezone, local_now, loaded_at)
+        quarantine_rejected(conn, current, contract.source, rejected, loaded_at, blocklist)
+        write_parsed(conn, current, contract, timezone, local_now, loaded_at, blocklist)
         if counts.files:
             _record_rows_per_file(conn, contract, current.batch_id)
         for temporary in temporaries:

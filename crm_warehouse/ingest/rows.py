@@ -13,6 +13,7 @@ from datetime import datetime
 import duckdb
 import pyarrow as pa
 
+from crm_warehouse.erasure.blocklist import Blocklist
 from crm_warehouse.ingest.batches import QUARANTINE_TABLE, Batch
 from crm_warehouse.ingest.contracts import Reference, SourceContract
 from crm_warehouse.ingest.validation import (
@@ -52,7 +53,14 @@ def quarantine_rejected(
     source: str,
     rejected: list[Rejected],
     quarantined_at: datetime,
+    blocklist: Blocklist,
 ) -> None:
+    counts = batch.source(source)
+    if blocklist:
+        kept = [r for r in rejected if not blocklist.mentioned_in(r.payload)]
+        counts.rows_in += len(rejected) - len(kept)
+        counts.rows_erased += len(rejected) - len(kept)
+        rejected = kept
     if not rejected:
         return
     # One Arrow insert: DuckDB's executemany costs about a millisecond a row.
@@ -75,7 +83,6 @@ def quarantine_rejected(
         {"source": source, "batch": batch.batch_id, "at": quarantined_at},
     )
     conn.unregister("_rejected")
-    counts = batch.source(source)
     counts.rows_in += len(rejected)
     counts.rows_quarantined += len(rejected)
     for r in rejected:
@@ -89,12 +96,14 @@ def write_parsed(
     timezone: str,
     local_now: datetime,
     loaded_at: datetime,
+    blocklist: Blocklist,
 ) -> None:
     """Validate `_parsed`: good rows into raw (replacing older versions), the rest quarantined.
 
-    One pass types every column once and names each row's first problem; duplicates, keys
-    already loaded and unknown references, which are rare, are then flagged by updates that
-    touch only the rows concerned.
+    Rows of erased people (on the blocklist) are dropped first, and only counted. One pass
+    types every column once and names each row's first problem; duplicates, keys already loaded
+    and unknown references, which are rare, are then flagged by updates that touch only the
+    rows concerned.
     """
     typed = {c.name: typed_expression(c, timezone) for c in contract.columns}
     # Each typed value is computed once, into a column beside its text, and read from there.
@@ -110,6 +119,10 @@ def write_parsed(
         select *, {row_problem_expression(contract, local_now)} as _problem
         from (select *{typed_values} from {PARSED})
     """)
+    erased = blocklist.drop_blocked_rows(conn, "_checked", contract.personal_keys)
+    counts = batch.source(contract.source)
+    counts.rows_in += erased
+    counts.rows_erased += erased
     _flag_duplicates(conn, contract, stored)
     for reference in contract.references:
         _flag_unknown_reference(conn, reference, stored[reference.column])

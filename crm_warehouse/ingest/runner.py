@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
+from crm_warehouse.erasure.blocklist import Blocklist
 from crm_warehouse.ingest.batches import SourceCounts
 from crm_warehouse.ingest.files import load_file_sources
 from crm_warehouse.ingest.sales import pull_sales
@@ -17,9 +18,14 @@ FILE_SOURCE_ORDER = ("forms", "calls", "tickets", "campaigns", "campaign_touches
 def ingest_all(conn: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, SourceCounts]:
     """Load every file source, then pull the sales system; returns counts per source."""
     filesets = file_sources(settings)
+    blocklist = Blocklist.load(settings)
     counts = {
         source: load_file_sources(
-            conn, filesets[source], settings.source_timezone, settings.scratch_dir
+            conn,
+            filesets[source],
+            settings.source_timezone,
+            settings.scratch_dir,
+            blocklist=blocklist,
         )
         for source in FILE_SOURCE_ORDER
     }
@@ -30,6 +36,7 @@ def ingest_all(conn: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str,
             settings.sales_tables,
             settings.source_timezone,
             settings.sales_chunk_rows,
+            blocklist=blocklist,
         )
     )
     return counts

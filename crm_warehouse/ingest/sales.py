@@ -15,6 +15,7 @@ import duckdb
 import pandas as pd
 import sqlalchemy as sa
 
+from crm_warehouse.erasure.blocklist import Blocklist
 from crm_warehouse.ingest.batches import Batch, SourceCounts, batch
 from crm_warehouse.ingest.contracts import SALES_CONTRACTS, SourceContract
 from crm_warehouse.ingest.rows import PARSED, create_parsed_table, write_parsed
@@ -40,6 +41,8 @@ def pull_sales(
     timezone: str,
     chunk_rows: int = 200_000,
     now: datetime | None = None,
+    *,
+    blocklist: Blocklist,
 ) -> dict[str, SourceCounts]:
     """Pull every sales table's new versions, each table one all-or-nothing batch.
 
@@ -69,6 +72,7 @@ def pull_sales(
                         chunk_rows,
                         local_now,
                         loaded_at,
+                        blocklist,
                     )
     finally:
         engine.dispose()
@@ -85,6 +89,7 @@ def _pull_table(
     chunk_rows: int,
     local_now: datetime,
     loaded_at: datetime,
+    blocklist: Blocklist,
 ) -> SourceCounts:
     table = _reflect(source, table_name, contract)
     watermark = _watermark(conn, contract.source)
@@ -105,7 +110,7 @@ def _pull_table(
         if pd.notna(chunk_newest) and (newest is None or chunk_newest > newest):
             newest = str(chunk_newest)
     _drop_versions_already_seen(conn, contract, timezone)
-    write_parsed(conn, current, contract, timezone, local_now, loaded_at)
+    write_parsed(conn, current, contract, timezone, local_now, loaded_at, blocklist)
     conn.execute(f"drop table {PARSED}")
     if newest is not None and newest != watermark:
         conn.execute(

@@ -3,6 +3,7 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from crm_warehouse.erasure.blocklist import Blocklist
 from crm_warehouse.ingest.batches import SourceCounts
 from crm_warehouse.ingest.contracts import SALES_CONTRACTS
 from crm_warehouse.ingest.files import load_file_sources
@@ -49,7 +50,11 @@ def _file_asset(
         filesets = file_sources(settings)[source]
         with warehouse.get_connection() as conn:
             counts = load_file_sources(
-                conn, filesets, settings.source_timezone, settings.scratch_dir
+                conn,
+                filesets,
+                settings.source_timezone,
+                settings.scratch_dir,
+                blocklist=Blocklist.load(settings),
             )
         return dg.MaterializeResult(metadata=_metadata(counts))
 
@@ -112,6 +117,7 @@ def sales_system_pull(warehouse: DuckDBResource, settings: dg.ResourceParam[Sett
             settings.sales_tables,
             settings.source_timezone,
             settings.sales_chunk_rows,
+            blocklist=Blocklist.load(settings),
         )
     for table in PULL_ORDER:
         contract = SALES_CONTRACTS[table]

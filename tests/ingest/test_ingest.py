@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from crm_warehouse.erasure.blocklist import Blocklist
 from crm_warehouse.generate import append_day
 from crm_warehouse.ingest import files as files_module
 from crm_warehouse.ingest import sales as sales_module
@@ -68,6 +69,13 @@ def _snapshot(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
 def _truth_bad_rows(settings: Settings) -> list[dict[str, str]]:
     with (settings.truth_dir / "bad_rows.csv").open(encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
+
+
+def test_re_encoded_copies_of_source_files_do_not_outlive_the_load(
+    sourced_home: Settings, warehouse: duckdb.DuckDBPyConnection
+) -> None:
+    ingest_all(warehouse, sourced_home)  # GBK exports are read through UTF-8 copies
+    assert list(sourced_home.scratch_dir.iterdir()) == []
 
 
 def test_every_planted_bad_row_is_quarantined_with_its_reason(
@@ -221,7 +229,9 @@ def test_a_gbk_export_round_trips_exactly(
     (forms / "export_20261005.csv").write_bytes(export.encode("gbk"))
     fileset = FileSet(FORM_SUBMISSIONS, forms, "*.csv", "csv", encoding="gb18030")
 
-    counts = load_file_sources(warehouse, [fileset], "Asia/Shanghai", crm_home.scratch_dir)
+    counts = load_file_sources(
+        warehouse, [fileset], "Asia/Shanghai", crm_home.scratch_dir, blocklist=Blocklist.empty()
+    )
 
     assert (counts.rows_in, counts.rows_loaded) == (1, 1)
     row = warehouse.execute(
@@ -243,7 +253,9 @@ def test_undecodable_line_is_quarantined_with_its_bytes(
     (forms / "export_1.csv").write_bytes(header + good + bad + good.replace(b"A1", b"A3"))
     fileset = FileSet(FORM_SUBMISSIONS, forms, "*.csv", "csv", encoding="gb18030")
 
-    counts = load_file_sources(warehouse, [fileset], "Asia/Shanghai", crm_home.scratch_dir)
+    counts = load_file_sources(
+        warehouse, [fileset], "Asia/Shanghai", crm_home.scratch_dir, blocklist=Blocklist.empty()
+    )
 
     assert (counts.rows_in, counts.rows_loaded, counts.rows_quarantined) == (3, 2, 1)
     held = warehouse.execute(
@@ -264,7 +276,9 @@ def test_a_missing_required_column_names_the_file_and_column(
     (forms / "export_x.csv").write_text("姓名,手机\n王芳,13812345678\n", encoding="utf-8")
     fileset = FileSet(FORM_SUBMISSIONS, forms, "*.csv", "csv")
     with pytest.raises(SourceContractError, match=r"export_x\.csv: line 1: .*submission_id"):
-        load_file_sources(warehouse, [fileset], "Asia/Shanghai", crm_home.scratch_dir)
+        load_file_sources(
+            warehouse, [fileset], "Asia/Shanghai", crm_home.scratch_dir, blocklist=Blocklist.empty()
+        )
 
 
 def test_an_exception_mid_batch_leaves_raw_unchanged(
@@ -306,6 +320,7 @@ def test_an_exception_mid_batch_leaves_raw_unchanged(
             sourced_home.sales_url,
             sourced_home.sales_tables,
             sourced_home.source_timezone,
+            blocklist=Blocklist.empty(),
         )
     assert tables_written[-1] == "sales_orders"
     after = _snapshot(warehouse)
@@ -342,7 +357,9 @@ def test_json_lines_keep_their_line_numbers_across_blank_and_broken_lines(
     (forms / "submissions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     fileset = FileSet(FORM_SUBMISSIONS, forms, "*.jsonl", "jsonl")
 
-    counts = load_file_sources(warehouse, [fileset], "Asia/Shanghai", crm_home.scratch_dir)
+    counts = load_file_sources(
+        warehouse, [fileset], "Asia/Shanghai", crm_home.scratch_dir, blocklist=Blocklist.empty()
+    )
 
     assert (counts.rows_in, counts.rows_loaded, counts.rows_quarantined) == (5, 3, 2)
     loaded = warehouse.execute(
@@ -397,7 +414,9 @@ def test_a_repeated_ticket_version_is_a_duplicate_but_a_new_version_is_not(
     (folder / "tickets.jsonl").write_text("\n".join([first, first, later]) + "\n", encoding="utf-8")
     fileset = FileSet(TICKETS, folder, "tickets*.jsonl", "jsonl")
 
-    counts = load_file_sources(warehouse, [fileset], "Asia/Shanghai", crm_home.scratch_dir)
+    counts = load_file_sources(
+        warehouse, [fileset], "Asia/Shanghai", crm_home.scratch_dir, blocklist=Blocklist.empty()
+    )
 
     assert (counts.rows_loaded, counts.rows_quarantined) == (2, 1)
     held = warehouse.execute(
