@@ -1,6 +1,7 @@
-"""Asset checks. On raw: the ledger's promise (rows in = loaded + quarantined) verified
-against what is actually in the warehouse. On the published marts: the great-expectations
-gate (quality/gate.py), whose blocking half stops the serving snapshot."""
+"""Asset checks. On raw: the ledger's promise (rows in = loaded + quarantined + erased)
+verified against what is actually in the warehouse. On raw, staging and the published marts:
+the great-expectations gate (quality/gate.py), whose blocking half stops everything downstream,
+the serving snapshot included."""
 
 from collections.abc import Iterator
 
@@ -9,7 +10,8 @@ from dagster_duckdb import DuckDBResource
 
 from crm_warehouse.ingest.contracts import ALL_CONTRACTS, SourceContract
 from crm_warehouse.settings import Settings
-from quality.gate import GATES, TableGate, data_docs_index, validate
+from orchestration.dbt_project import dbt_project
+from quality.gate import GATES, TableGate, data_docs_index, expected_columns, validate
 from quality.reconciliation import reconcile_latest_batch
 
 
@@ -56,7 +58,8 @@ def _gate_check(gate: TableGate) -> dg.AssetChecksDefinition:
         warehouse: DuckDBResource, settings: dg.ResourceParam[Settings]
     ) -> Iterator[dg.AssetCheckResult]:
         with warehouse.get_connection() as conn:
-            outcome = validate(conn, gate, settings.reports_dir)
+            columns = expected_columns(gate.table, dbt_project(settings).manifest_path)
+            outcome = validate(conn, gate, settings.reports_dir, columns=columns)
         docs = dg.MetadataValue.path(str(data_docs_index(settings.reports_dir)))
         blocking = [f for f in outcome.failures if f["blocking"]]
         warnings = [f for f in outcome.failures if not f["blocking"]]

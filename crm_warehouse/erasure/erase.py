@@ -157,11 +157,14 @@ def _ledger_rows(
         "order by loaded_at desc limit 1",
         [hashlib.sha256(old).hexdigest()],
     ).fetchall()
-    latest = whole or conn.execute(
-        "select source, content_hash, end_byte from meta.loaded_files where path = ? "
-        "order by loaded_at desc, end_byte desc limit 1",
-        [path.as_posix()],
-    ).fetchall()
+    latest = (
+        whole
+        or conn.execute(
+            "select source, content_hash, end_byte from meta.loaded_files where path = ? "
+            "order by loaded_at desc, end_byte desc limit 1",
+            [path.as_posix()],
+        ).fetchall()
+    )
     if not latest:
         return without_person(old, matcher, csv_records=csv_records), None
     source, loaded_hash, end_byte = latest[0]

@@ -112,6 +112,10 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
         )""")
 
 
+# Where each raw row came from, after the contract's own columns.
+RAW_LINEAGE_COLUMNS = ("_source_file", "_source_position", "_batch_id", "_loaded_at")
+
+
 def raw_table_ddl(contract: SourceContract) -> str:
     columns = ",\n    ".join(
         f"{quote_identifier(c.name)} {SQL_TYPES[c.type]}" for c in contract.columns

@@ -12,7 +12,7 @@ import pytest
 from crm_warehouse.publish.serving import current
 from crm_warehouse.settings import Settings
 from orchestration.run import dagster_instance, run_pipeline
-from quality.gate import GATES, GATES_BY_TABLE, data_docs_index, validate
+from quality.gate import GATES, GATES_BY_TABLE, data_docs_index, expected_columns, validate
 
 pytestmark = pytest.mark.slow
 
@@ -65,3 +65,24 @@ def test_half_the_orders_missing_stops_the_run_and_keeps_the_last_snapshot(
     latest = [json.loads(line) for line in results.splitlines()][-len(GATES) :]
     orders = next(r for r in latest if r["table"] == "marts.fct_orders")
     assert orders["failures"][0]["expectation"] == "expect_table_row_count_to_be_between"
+
+
+def test_a_bad_raw_batch_and_a_changed_raw_schema_fail_before_dbt_reads_them(
+    own_copy: Settings,
+) -> None:
+    with own_copy.connect_warehouse() as conn:
+        conn.execute("insert into raw.calls select * from raw.calls limit 3")
+        conn.execute("update raw.calls set ended_at = queued_at - interval 1 hour where rowid < 5")
+        conn.execute("alter table raw.calls add column caller_name varchar")
+        outcome = validate(
+            conn,
+            GATES_BY_TABLE["raw.calls"],
+            own_copy.reports_dir,
+            columns=expected_columns("raw.calls", None),
+        )
+    failed = {(f["expectation"], f["column"]) for f in outcome.failures if f["blocking"]}
+    assert failed == {
+        ("expect_column_values_to_be_unique", "call_id"),
+        ("expect_column_values_to_be_in_set", "ends_after_queueing"),
+        ("expect_table_columns_to_match_set", None),
+    }
