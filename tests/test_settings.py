@@ -47,3 +47,11 @@ def test_serving_settings_default_to_five_masked_snapshots(tmp_path: Path) -> No
     assert (configured.serving_keep, configured.serving_unmasked_group) == (3, "crm")
     with pytest.raises(SettingsError, match="at least 2"):
         Settings.from_env({"CRM_HOME": str(tmp_path), "CRM_SERVING_KEEP": "1"})
+
+
+def test_the_erasure_key_comes_from_the_environment_only_and_never_shows(tmp_path: Path) -> None:
+    (tmp_path / "crm.toml").write_text('erasure_key = "from-the-file"\n', encoding="utf-8")
+    assert Settings.from_env({"CRM_HOME": str(tmp_path)}).erasure_key is None
+    settings = Settings.from_env({"CRM_HOME": str(tmp_path), "CRM_ERASURE_KEY": "s3cret"})
+    assert settings.erasure_key == "s3cret"
+    assert "s3cret" not in repr(settings)
