@@ -47,6 +47,7 @@ from crm_warehouse.erasure.scrub import (
     write_atomically,
 )
 from crm_warehouse.ingest.batches import ensure_schema
+from crm_warehouse.publish.serving import SERVING_STORAGE_VERSION
 from crm_warehouse.settings import Settings
 
 
@@ -309,7 +310,10 @@ def _erase_from_snapshot(snapshot: Path, footprint: Footprint) -> None:
     copier = duckdb.connect()
     try:
         copier.execute(f"attach '{snapshot.as_posix()}' as live_snapshot (read_only)")
-        copier.execute(f"attach '{working.as_posix()}' as working_copy")
+        copier.execute(
+            f"attach '{working.as_posix()}' as working_copy "
+            f"(storage_version '{SERVING_STORAGE_VERSION}')"
+        )
         copier.execute("copy from database live_snapshot to working_copy")
     finally:
         copier.close()
@@ -322,5 +326,5 @@ def _erase_from_snapshot(snapshot: Path, footprint: Footprint) -> None:
     working.chmod(status.st_mode & 0o7777)
     if working.stat().st_gid != status.st_gid:
         os.chown(working, -1, status.st_gid)  # the unmasked twin's reader group
-    rewrite_database(working)
+    rewrite_database(working, SERVING_STORAGE_VERSION)
     working.replace(snapshot)

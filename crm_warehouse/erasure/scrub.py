@@ -159,17 +159,19 @@ def erase_quarantined(
     return sum(len(rowids) for rowids in doomed.values())
 
 
-def rewrite_database(path: Path) -> None:
+def rewrite_database(path: Path, storage_version: str | None = None) -> None:
     """Copy the live contents of a DuckDB file into a new file and rename it over the old.
 
-    The new file keeps the old one's mode and group (serving snapshots rely on both)."""
+    The new file keeps the old one's mode and group (serving snapshots rely on both), and is
+    written in `storage_version` if given (serving snapshots are read by older DuckDBs)."""
     fresh = path.with_name(f".{path.name}.erasing")
     fresh.unlink(missing_ok=True)
     status = path.stat()
     conn = duckdb.connect()
     try:
         conn.execute(f"attach '{path.as_posix()}' as old_copy (read_only)")
-        conn.execute(f"attach '{fresh.as_posix()}' as new_copy")
+        version = f" (storage_version '{storage_version}')" if storage_version else ""
+        conn.execute(f"attach '{fresh.as_posix()}' as new_copy{version}")
         conn.execute("copy from database old_copy to new_copy")
         conn.execute("detach old_copy")
         conn.execute("detach new_copy")

@@ -28,6 +28,9 @@ import duckdb
 from crm_warehouse.publish.masking import MASKS
 
 CONTRACT_VERSION = "v1"
+# Snapshots are written in a storage format DuckDB 1.4 and later read, so readers that pin an
+# older DuckDB than ours (Superset's driver, an app's) can open them.
+SERVING_STORAGE_VERSION = "v1.4.0"
 REFRESH = "daily, after each pipeline run whose blocking checks pass"
 
 
@@ -111,7 +114,10 @@ def _write_snapshot(
 ) -> dict[str, int]:
     """Copy the public tables into a new DuckDB file at `path`, masked or not."""
     home_catalog = warehouse.execute("select current_database()").fetchall()[0][0]
-    warehouse.execute(f"attach '{path.as_posix()}' as serving_snapshot")
+    warehouse.execute(
+        f"attach '{path.as_posix()}' as serving_snapshot "
+        f"(storage_version '{SERVING_STORAGE_VERSION}')"
+    )
     rows: dict[str, int] = {}
     try:
         warehouse.execute("create schema serving_snapshot.published")

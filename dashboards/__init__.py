@@ -1,0 +1,1 @@
+"""Apache Superset dashboards as code, on the published serving snapshot."""
