@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CRM_HOME ?= $(CURDIR)/.crm
 export CRM_HOME
 
-.PHONY: setup demo run test test-fast lint fmt ui bench lock clean
+.PHONY: setup superset-setup demo run test test-fast lint fmt ui bench lock clean
 
 # The venv is rebuilt whenever the dependencies change; requirements.lock pins every package.
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -16,14 +16,28 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 setup: $(VENV)/.installed
 
+# Superset lives in its own venv (it pins SQLAlchemy < 2 and pandas 2.1); the dashboard
+# screenshots need playwright-core and, from the system, chromium and fonts-noto-cjk.
+SUPERSET_VENV := .venv-superset
+$(SUPERSET_VENV)/.installed: dashboards/superset-requirements.txt
+	$(PYTHON) -m venv $(SUPERSET_VENV)
+	$(SUPERSET_VENV)/bin/pip install --quiet -r dashboards/superset-requirements.txt
+	touch $@
+
+dashboards/screenshot/node_modules/.installed: dashboards/screenshot/package-lock.json
+	cd dashboards/screenshot && npm ci --silent
+	touch $@
+
+superset-setup: $(SUPERSET_VENV)/.installed dashboards/screenshot/node_modules/.installed
+
 demo: setup  ## generate 10,000 demo customers into a fresh CRM_HOME and run everything
 	$(BIN)/crm demo --reset
 
 run: setup  ## process whatever is in CRM_HOME's sources now
 	$(BIN)/crm run
 
-test: setup  ## the whole suite: generator, ingest, real dbt builds, Dagster end to end
-	$(BIN)/python -m pytest -n 2
+test: setup superset-setup  ## the whole suite: ingest, real dbt builds, Dagster end to end, Superset
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test-fast: setup  ## the quick loop: everything but the real dbt builds and end-to-end runs
 	$(BIN)/python -m pytest -n 2 -m "not slow"
@@ -46,4 +60,4 @@ lock: setup  ## re-pin after changing pyproject.toml's dependencies
 	$(BIN)/pip freeze --exclude-editable | grep -v '^crm-warehouse' > requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SUPERSET_VENV) dashboards/screenshot/node_modules .pytest_cache .ruff_cache

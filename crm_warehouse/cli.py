@@ -107,6 +107,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     erase.set_defaults(handler=_erase)
 
+    superset = commands.add_parser(
+        "superset", help="a local Apache Superset for the dashboards (own venv, SQLite metadata)"
+    )
+    superset.add_argument(
+        "action",
+        choices=["up", "down"],
+        help="up: install if needed, configure, create the admin, start; down: stop",
+    )
+    superset.set_defaults(handler=_superset)
+
+    dashboards = commands.add_parser(
+        "dashboards", help="the Superset dashboards as code: deploy them, screenshot them"
+    )
+    dashboards.add_argument(
+        "action",
+        choices=["deploy", "screenshot"],
+        help="deploy: create or update every dashboard (idempotent); screenshot: PNG of each "
+        "under CRM_HOME/reports/dashboards",
+    )
+    dashboards.set_defaults(handler=_dashboards)
+
     status = commands.add_parser("status", help="rows per layer and quarantine by reason")
     status.set_defaults(handler=_status)
 
@@ -259,6 +280,38 @@ def _score(args: argparse.Namespace) -> int:
         )
     print(f"Elapsed: {time.perf_counter() - started:.1f} s")
     return 0 if outcome.success else 1
+
+
+def _superset(args: argparse.Namespace) -> int:
+    from dashboards.server import SupersetSettings, down, up
+
+    superset = SupersetSettings.from_env(Settings.from_env())
+    if args.action == "down":
+        print("Superset stopped" if down(superset) else "Superset was not running")
+        return 0
+    up(superset)
+    print(f"Superset: {superset.url} (user {superset.admin_user}); log: {superset.log_path}")
+    return 0
+
+
+def _dashboards(args: argparse.Namespace) -> int:
+    from dashboards.deploy import deploy
+    from dashboards.screenshots import take_screenshots
+    from dashboards.server import SupersetSettings
+
+    settings = Settings.from_env()
+    superset = SupersetSettings.from_env(settings)
+    if args.action == "deploy":
+        deployed = deploy(superset, settings.serving_dir / "serving.duckdb")
+        for slug, dashboard_id in deployed.dashboards.items():
+            print(f"  {superset.url}/superset/dashboard/{slug}/  (id {dashboard_id})")
+        print(f"Deployed {len(deployed.dashboards)} dashboards, {len(deployed.charts)} charts")
+        return 0
+    shots = take_screenshots(superset, settings.reports_dir / "dashboards")
+    for shot in shots:
+        state = "ok" if shot.rendered else f"NOT RENDERED {shot.errors}"
+        print(f"  {shot.path}  {shot.charts} charts  {state}")
+    return 0 if shots and all(shot.rendered for shot in shots) else 1
 
 
 def _publish(args: argparse.Namespace) -> int:

@@ -398,6 +398,7 @@ CUSTOMER_OVERVIEW = Dashboard(
                 ("customers",),
                 ("rfm_label",),
                 width=6,
+                horizontal=True,
             ),
             Chart(
                 "customers_by_city",
@@ -408,6 +409,7 @@ CUSTOMER_OVERVIEW = Dashboard(
                 ("city_name",),
                 row_limit=15,
                 width=6,
+                where="city_name is not null",
                 horizontal=True,
             ),
         ),

@@ -1,0 +1,65 @@
+// Screenshots of Superset dashboards in headless Chromium, each checked to render: every
+// chart drawn, no error panel, Chinese glyphs drawn as glyphs rather than empty boxes.
+// Usage: SUPERSET_PASSWORD=... node shot.mjs <url> <user> <out dir> <slug> [<slug> ...]
+// Prints one JSON line per dashboard.
+import { chromium } from "playwright-core";
+
+const [url, user, outDir, ...slugs] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+const page = await browser.newPage({ viewport: { width: 1600, height: 1200 }, locale: "zh-CN" });
+await page.goto(`${url}/login/`);
+await page.fill("#username, input[name=username]", user);
+await page.fill("#password, input[name=password]", process.env.SUPERSET_PASSWORD);
+await Promise.all([page.waitForURL((u) => !u.pathname.startsWith("/login")), page.keyboard.press("Enter")]);
+
+// Two different Chinese characters drawn in the page's own font: with no CJK font both are
+// the same empty box, pixel for pixel.
+const cjkGlyphsDiffer = () =>
+  page.evaluate(() => {
+    const family = getComputedStyle(document.body).fontFamily;
+    const draw = (text) => {
+      const canvas = document.createElement("canvas");
+      canvas.width = 64;
+      canvas.height = 64;
+      const context = canvas.getContext("2d");
+      context.font = `48px ${family}`;
+      context.fillText(text, 4, 52);
+      return Array.from(context.getImageData(0, 0, 64, 64).data).join(",");
+    };
+    return draw("客") !== draw("户");
+  });
+
+for (const slug of slugs) {
+  await page.goto(`${url}/superset/dashboard/${slug}/?standalone=1`, { waitUntil: "networkidle" });
+  const deadline = Date.now() + 90_000;
+  let charts = 0;
+  let loading = 1;
+  while (Date.now() < deadline) {
+    charts = await page.locator(".dashboard-component-chart-holder").count();
+    loading = await page.locator(".loading, [data-test='loading-indicator'], .ant-skeleton").count();
+    if (charts > 0 && loading === 0) break;
+    await page.waitForTimeout(500);
+  }
+  await page.waitForTimeout(1500); // echarts animates its first draw
+  const errors = await page
+    .locator("[data-test='error-message'], .alert-danger, .ant-alert-error, [role='alert']")
+    .allInnerTexts();
+  const title = await page.locator("[data-test='editable-title'], .dashboard-header h1, .header-title").first().innerText().catch(() => "");
+  const path = `${outDir}/${slug}.png`;
+  await page.screenshot({ path, fullPage: true });
+  console.log(
+    JSON.stringify({ slug, path, title, charts, still_loading: loading, errors, cjk_glyphs: await cjkGlyphsDiffer() }),
+  );
+}
+await browser.close();

@@ -1,0 +1,65 @@
+"""Screenshots of the deployed dashboards in headless Chromium (playwright-core), each
+checked to render: charts drawn, no error panel, Chinese glyphs drawn (a CJK font is
+installed). Saved under `CRM_HOME/reports/dashboards/`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from dashboards.server import SupersetSettings
+from dashboards.spec import DASHBOARDS
+
+SCRIPT_DIR = Path(__file__).with_name("screenshot")
+
+
+@dataclass(frozen=True)
+class Shot:
+    slug: str
+    path: Path
+    title: str
+    charts: int
+    still_loading: int
+    errors: list[str]
+    cjk_glyphs: bool
+
+    @property
+    def rendered(self) -> bool:
+        return self.charts > 0 and self.still_loading == 0 and not self.errors and self.cjk_glyphs
+
+
+def _node_modules() -> None:
+    if not (SCRIPT_DIR / "node_modules" / "playwright-core").exists():
+        subprocess.run(["npm", "ci", "--silent"], cwd=SCRIPT_DIR, check=True)
+
+
+def take_screenshots(superset: SupersetSettings, out_dir: Path) -> list[Shot]:
+    """One full-page PNG per dashboard, with what the page showed."""
+    _node_modules()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    completed = subprocess.run(
+        [
+            "node",
+            str(SCRIPT_DIR / "shot.mjs"),
+            superset.url,
+            superset.admin_user,
+            str(out_dir),
+            *(dashboard.slug for dashboard in DASHBOARDS),
+        ],
+        env={**os.environ, "SUPERSET_PASSWORD": superset.password()},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"screenshots failed: {completed.stderr[-2000:]}")
+    shots = []
+    for line in completed.stdout.splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            shots.append(Shot(**{**record, "path": Path(record["path"])}))
+    return shots
