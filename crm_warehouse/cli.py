@@ -17,7 +17,9 @@ UI_HINT = """Open the Dagster UI (lineage, runs, asset checks, metadata):
     crm ui
   or, by hand:
     DAGSTER_HOME={dagster_home} CRM_HOME={crm_home} dagster dev -m orchestration.definitions
-  then browse http://127.0.0.1:3000"""
+  then browse http://127.0.0.1:3000
+Open the dashboards (Apache Superset, on the serving snapshot):
+    CRM_SUPERSET_ADMIN_PASSWORD=… crm superset up && crm dashboards deploy"""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,6 +49,11 @@ class Settings:
     serving_unmasked_group: str | None = None
     # The erasure blocklist's HMAC key; without it one is generated under CRM_HOME/erasure.
     erasure_key: str | None = field(default=None, repr=False)
+    # Operations: when the daily run starts (cron, in source_timezone), where failed runs are
+    # posted (none: the log only), and how many days a source may lag the others.
+    schedule_cron: str = "0 6 * * *"
+    alert_webhook_url: str | None = field(default=None, repr=False)
+    freshness_max_lag_days: int = 2
 
     @property
     def sources_dir(self) -> Path:
@@ -121,6 +126,12 @@ class Settings:
             serving_keep = int(setting("CRM_SERVING_KEEP", "serving_keep", 5))
         except ValueError as error:
             raise SettingsError(f"CRM_SERVING_KEEP must be a whole number: {error}") from None
+        try:
+            freshness_lag = int(setting("CRM_FRESHNESS_MAX_LAG_DAYS", "freshness_max_lag_days", 2))
+        except ValueError as error:
+            raise SettingsError(
+                f"CRM_FRESHNESS_MAX_LAG_DAYS must be a whole number: {error}"
+            ) from None
         if serving_keep < 2:
             raise SettingsError("CRM_SERVING_KEEP must be at least 2, so rollback has a target")
 
@@ -155,6 +166,10 @@ class Settings:
             ),
             # Only from the environment: a secret has no place in a config file.
             erasure_key=env.get("CRM_ERASURE_KEY") or None,
+            schedule_cron=str(setting("CRM_SCHEDULE_CRON", "schedule_cron", "0 6 * * *")),
+            # A webhook URL often carries its token: environment only, like the key.
+            alert_webhook_url=env.get("CRM_ALERT_WEBHOOK_URL") or None,
+            freshness_max_lag_days=freshness_lag,
         )
 
     def duckdb_config(self) -> dict[str, str]:

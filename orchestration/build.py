@@ -16,6 +16,7 @@ from orchestration.assets.sources import SOURCE_SPECS
 from orchestration.checks import GATE_CHECKS, RECONCILIATION_CHECKS
 from orchestration.dbt_project import dbt_executable, prepared_dbt_project
 from orchestration.jobs import crm_pipeline, crm_scoring
+from orchestration.operations import FRESHNESS_CHECKS, SENSORS, daily_schedule
 
 
 def build_definitions(settings: Settings, *, reparse_dbt: bool = False) -> dg.Definitions:
@@ -30,8 +31,10 @@ def build_definitions(settings: Settings, *, reparse_dbt: bool = False) -> dg.De
             *build_dbt_assets(project),
             *PUBLISH_ASSETS,
         ],
-        asset_checks=[*RECONCILIATION_CHECKS, *GATE_CHECKS],
+        asset_checks=[*RECONCILIATION_CHECKS, *GATE_CHECKS, *FRESHNESS_CHECKS],
         jobs=[crm_pipeline, crm_scoring],
+        schedules=[daily_schedule(settings)],
+        sensors=SENSORS,
         resources={
             "warehouse": DuckDBResource(
                 database=str(settings.warehouse_path),

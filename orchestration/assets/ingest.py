@@ -107,6 +107,12 @@ campaign_touches = _file_asset(
         for table in PULL_ORDER
     ],
     name="sales_system_pull",
+    # The sales system is a live OLTP database across a network: ride out a blip. Each table
+    # is its own all-or-nothing batch and versions already loaded are skipped, so a retry
+    # repeats nothing.
+    retry_policy=dg.RetryPolicy(
+        max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+    ),
 )
 def sales_system_pull(warehouse: DuckDBResource, settings: dg.ResourceParam[Settings]):
     """The sales system's tables since their `updated_at` watermarks, upserted by id."""
