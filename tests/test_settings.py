@@ -55,3 +55,19 @@ def test_the_erasure_key_comes_from_the_environment_only_and_never_shows(tmp_pat
     settings = Settings.from_env({"CRM_HOME": str(tmp_path), "CRM_ERASURE_KEY": "s3cret"})
     assert settings.erasure_key == "s3cret"
     assert "s3cret" not in repr(settings)
+
+
+def test_operations_settings_from_file_and_environment(tmp_path: Path) -> None:
+    (tmp_path / "crm.toml").write_text('schedule_cron = "15 7 * * *"\n', encoding="utf-8")
+    settings = Settings.from_env(
+        {
+            "CRM_HOME": str(tmp_path),
+            "CRM_ALERT_WEBHOOK_URL": "https://hooks.example/T0KEN",
+            "CRM_FRESHNESS_MAX_LAG_DAYS": "3",
+        }
+    )
+    assert settings.schedule_cron == "15 7 * * *"
+    assert settings.freshness_max_lag_days == 3
+    assert "T0KEN" not in repr(settings)
+    with pytest.raises(SettingsError, match="CRM_FRESHNESS_MAX_LAG_DAYS"):
+        Settings.from_env({"CRM_HOME": str(tmp_path), "CRM_FRESHNESS_MAX_LAG_DAYS": "two"})
