@@ -261,13 +261,14 @@ def query_context(chart: Chart) -> dict[str, Any]:
 
 
 def _chart(chart: Chart) -> dict[str, Any]:
+    params = form_data(chart)
     return {
         "slice_name": chart.title,
         "description": None,
         "certified_by": None,
         "certification_details": None,
-        "viz_type": form_data(chart)["viz_type"],
-        "params": form_data(chart),
+        "viz_type": params["viz_type"],
+        "params": params,
         "query_context": json.dumps(query_context(chart), ensure_ascii=False),
         "cache_timeout": None,
         "uuid": object_uuid("chart", chart.key),

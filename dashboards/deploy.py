@@ -43,7 +43,7 @@ def client_for(superset: SupersetSettings) -> SupersetClient:
     return SupersetClient(superset.url, superset.admin_user, superset.password())
 
 
-def _all(client: SupersetClient, resource: str, columns: list[str]) -> list[dict[str, Any]]:
+def list_all(client: SupersetClient, resource: str, columns: list[str]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     page = 0
     while True:
@@ -75,11 +75,11 @@ def deploy(superset: SupersetSettings, serving_path: Path) -> Deployed:
 def deployed(client: SupersetClient) -> Deployed:
     """Ids of this project's objects in Superset, found by their UUIDs."""
     dashboards = {
-        row["uuid"]: row["id"] for row in _all(client, "dashboard", ["id", "uuid", "slug"])
+        row["uuid"]: row["id"] for row in list_all(client, "dashboard", ["id", "uuid", "slug"])
     }
-    charts = {row["uuid"]: row["id"] for row in _all(client, "chart", ["id", "uuid"])}
-    datasets = {row["uuid"]: row["id"] for row in _all(client, "dataset", ["id", "uuid"])}
-    databases = {row["uuid"]: row["id"] for row in _all(client, "database", ["id", "uuid"])}
+    charts = {row["uuid"]: row["id"] for row in list_all(client, "chart", ["id", "uuid"])}
+    datasets = {row["uuid"]: row["id"] for row in list_all(client, "dataset", ["id", "uuid"])}
+    databases = {row["uuid"]: row["id"] for row in list_all(client, "database", ["id", "uuid"])}
     return Deployed(
         dashboards={
             d.slug: dashboards[object_uuid("dashboard", d.slug)]

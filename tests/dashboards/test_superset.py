@@ -15,7 +15,7 @@ import pytest
 
 from crm_warehouse.settings import Settings
 from dashboards.bundle import object_uuid
-from dashboards.deploy import _all, chart_data, client_for, deploy, deployed
+from dashboards.deploy import chart_data, client_for, deploy, deployed, list_all
 from dashboards.screenshots import take_screenshots
 from dashboards.server import REPO_ROOT, SupersetSettings, down, up
 from dashboards.spec import DASHBOARDS, DATASETS
@@ -58,7 +58,7 @@ def serving_path(resolved_home: Settings) -> Path:
 def _counts(superset: SupersetSettings) -> dict[str, int]:
     client = client_for(superset)
     return {
-        resource: len(_all(client, resource, ["id"]))
+        resource: len(list_all(client, resource, ["id"]))
         for resource in ("dashboard", "chart", "dataset", "database")
     }
 
