@@ -68,11 +68,11 @@ class TokenMatcher:
 
 
 def uncovered_tables(
-    conn: duckdb.DuckDBPyConnection, rules: dict[str, Rule], exempt: frozenset[str]
+    tables: dict[str, str], rules: dict[str, Rule], exempt: frozenset[str]
 ) -> list[str]:
     return sorted(
         qualified
-        for name, qualified in qualified_tables(conn).items()
+        for name, qualified in tables.items()
         if name not in rules and name not in exempt and name != QUARANTINE_TABLE
     )
 
@@ -88,7 +88,8 @@ def erase_rows(
     Rows taken from `raw` move from their batch's rows_loaded to rows_erased, so each batch
     still accounts for every row it read. Runs in the caller's transaction.
     """
-    unknown = uncovered_tables(conn, rules, exempt)
+    tables = qualified_tables(conn)
+    unknown = uncovered_tables(tables, rules, exempt)
     if unknown:
         raise UncoveredTables(
             "the erasure map (crm_warehouse/erasure/rules.py) does not cover "
@@ -98,7 +99,7 @@ def erase_rows(
     conn.register("_erasure_keys", footprint.as_arrow())
     removed: dict[str, int] = {}
     try:
-        for name, qualified in sorted(qualified_tables(conn).items()):
+        for name, qualified in sorted(tables.items()):
             rule = rules.get(name)
             if rule is None:
                 continue
