@@ -124,8 +124,12 @@ def _truth_people(settings: Settings, footprint: Footprint) -> set[str]:
 
 def _source_files(settings: Settings) -> list[Path]:
     """Text files under CRM_HOME that hold source data: the sources tree and source dirs."""
-    roots = {settings.sources_dir, settings.forms_dir, settings.callcentre_dir}
-    roots.add(settings.campaigns_dir)
+    roots = {
+        settings.sources_dir,
+        settings.forms_dir,
+        settings.callcentre_dir,
+        settings.campaigns_dir,
+    }
     sales_file = _sales_file(settings)
     files: set[Path] = set()
     for root in roots:

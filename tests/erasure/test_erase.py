@@ -51,19 +51,26 @@ def _traces(home: Path, needles: list[str]) -> list[str]:
                         if hits:
                             found.append(f"{path} table {table}: {needle}")
         elif data[8:12] == b"DUCK":
-            with duckdb.connect(str(path), read_only=True) as conn:
-                tables = conn.execute(
-                    "select schema_name, table_name from duckdb_tables()"
-                ).fetchall()
-                for schema, table in tables:
-                    for needle in needles:
-                        hits = conn.execute(
-                            f'select count(*) from "{schema}"."{table}" as t '
-                            "where contains(cast(t as varchar), ?)",
-                            [needle],
-                        ).fetchall()[0][0]
-                        if hits:
-                            found.append(f"{path} table {schema}.{table}: {needle}")
+            found += _duckdb_hits(path, needles)
+    return found
+
+
+def _duckdb_hits(path: Path, needles: list[str], schemas: tuple[str, ...] = ()) -> list[str]:
+    """Rows of a DuckDB file (of `schemas`, or all) whose text holds a needle."""
+    found = []
+    with duckdb.connect(str(path), read_only=True) as conn:
+        tables = conn.execute("select schema_name, table_name from duckdb_tables()").fetchall()
+        for schema, table in tables:
+            if schemas and schema not in schemas:
+                continue
+            for needle in needles:
+                hits = conn.execute(
+                    f'select count(*) from "{schema}"."{table}" as t '
+                    "where contains(cast(t as varchar), ?)",
+                    [needle],
+                ).fetchall()[0][0]
+                if hits:
+                    found.append(f"{path} table {schema}.{table}: {needle}")
     return found
 
 
@@ -158,16 +165,5 @@ def test_erase_leaves_no_trace_and_keeps_the_person_out(
     assert counts["tickets"].rows_in == 0  # the rewritten log is known to the file ledger
     assert counts["sales_customers"].rows_erased >= 1
     assert counts["sales_orders"].rows_erased >= 2
-    with duckdb.connect(str(again.warehouse_path), read_only=True) as conn:
-        for schema in ("raw", "quarantine"):
-            tables = conn.execute(
-                "select table_name from duckdb_tables() where schema_name = ?", [schema]
-            ).fetchall()
-            for (table,) in tables:
-                for needle in needles:
-                    hits = conn.execute(
-                        f"select count(*) from {schema}.{table} as t "
-                        "where contains(cast(t as varchar), ?)",
-                        [needle],
-                    ).fetchall()[0][0]
-                    assert hits == 0, (schema, table, needle)
+    # Only raw and quarantine: the re-sent files themselves still carry the person.
+    assert _duckdb_hits(again.warehouse_path, needles, ("raw", "quarantine")) == []
