@@ -14,6 +14,11 @@ from typing import Any
 
 import duckdb
 
+from crm_warehouse.target.postgres import PostgresConnection
+
+# Where the dbt models build: the embedded DuckDB file, or an existing PostgreSQL server.
+TARGETS = ("duckdb", "postgres")
+
 DEFAULT_SALES_TABLES = {
     "customers": "customers",
     "products": "products",
@@ -40,7 +45,10 @@ class Settings:
     sales_chunk_rows: int = 200_000
     # DuckDB spills to CRM_HOME/tmp past this, so a million customers ingest in bounded memory.
     duckdb_memory_limit: str = "768MB"
-    dbt_target: str = "dev"
+    # The engine the dbt project builds on (CRM_TARGET); with postgres, the server in
+    # `postgres` (CRM_PG_*) holds the models and DuckDB stays the Python steps' working store.
+    target: str = "duckdb"
+    postgres: PostgresConnection = field(default_factory=PostgresConnection)
     # Splink scores pairs in its own in-memory DuckDB, beside the warehouse's.
     identity_memory_limit: str = "1536MB"
     # Serving snapshots kept for rollback; the Unix group that may read the unmasked twin
@@ -132,6 +140,14 @@ class Settings:
             raise SettingsError(
                 f"CRM_FRESHNESS_MAX_LAG_DAYS must be a whole number: {error}"
             ) from None
+        target = str(setting("CRM_TARGET", "target", "duckdb"))
+        if target not in TARGETS:
+            raise SettingsError(f"CRM_TARGET must be one of {', '.join(TARGETS)}, not {target!r}")
+        try:
+            # dbt's profile reads the same variables, so the connection is environment-only.
+            postgres = PostgresConnection.from_env(env)
+        except ValueError as error:
+            raise SettingsError(str(error)) from None
         if serving_keep < 2:
             raise SettingsError("CRM_SERVING_KEEP must be at least 2, so rollback has a target")
 
@@ -156,7 +172,8 @@ class Settings:
             duckdb_memory_limit=str(
                 setting("CRM_DUCKDB_MEMORY_LIMIT", "duckdb_memory_limit", "768MB")
             ),
-            dbt_target=str(setting("CRM_DBT_TARGET", "dbt_target", "dev")),
+            target=target,
+            postgres=postgres,
             identity_memory_limit=str(
                 setting("CRM_IDENTITY_MEMORY_LIMIT", "identity_memory_limit", "1536MB")
             ),

@@ -32,7 +32,7 @@ def dbt_project(settings: Settings) -> DbtProject:
     return DbtProject(
         project_dir=DBT_PROJECT_DIR,
         profiles_dir=DBT_PROJECT_DIR,
-        target=settings.dbt_target,
+        target=settings.target,
         # Per CRM_HOME, so two homes (or two test runs) never share a target folder.
         target_path=settings.crm_home / "dbt" / "target",
     )

@@ -19,6 +19,15 @@ SAMPLE_CUSTOMERS = 3_000
 SAMPLE_DAYS = 20
 SAMPLE_BAD_ROW_RATE = 0.03
 
+# Variables that would point a test's home at someone else's sources or warehouse.
+WHERE_VARIABLES = (
+    "CRM_FORMS_DIR",
+    "CRM_CALLCENTRE_DIR",
+    "CRM_CAMPAIGNS_DIR",
+    "CRM_SALES_URL",
+    "CRM_TARGET",
+)
+
 
 @pytest.fixture(scope="session")
 def sample_sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -31,13 +40,7 @@ def sample_sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def crm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     home = tmp_path / "crm"
     home.mkdir()
-    for name in (
-        "CRM_FORMS_DIR",
-        "CRM_CALLCENTRE_DIR",
-        "CRM_CAMPAIGNS_DIR",
-        "CRM_SALES_URL",
-        "CRM_DBT_TARGET",
-    ):
+    for name in WHERE_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CRM_HOME", str(home))
     settings = Settings.from_env()
@@ -65,7 +68,7 @@ PIPELINE_DAYS = 180  # churn scoring needs two 30-day windows and history before
 
 
 def _settings(home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    for name in ("CRM_FORMS_DIR", "CRM_CALLCENTRE_DIR", "CRM_CAMPAIGNS_DIR", "CRM_SALES_URL"):
+    for name in WHERE_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CRM_HOME", str(home))
     settings = Settings.from_env()

@@ -5,6 +5,11 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_duckdb import DuckDBResource
+
+from crm_warehouse.settings import Settings
+from crm_warehouse.target.exchange import source_tables_read
+from crm_warehouse.target.postgres import pull_tables, push_tables
 
 
 class WarehouseAddressTranslator(DagsterDbtTranslator):
@@ -73,8 +78,35 @@ def _dbt_build_assets(project: DbtProject, name: str, **selection: str) -> dg.As
         **selection,
     )
     def build(
-        context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCliResource
+        context: dg.AssetExecutionContext,
+        config: DbtBuildConfig,
+        dbt: DbtCliResource,
+        warehouse: DuckDBResource,
+        settings: dg.ResourceParam[Settings],
     ) -> Iterator[Any]:
+        if settings.target != "postgres":
+            yield from dbt.cli(_build_args(config), context=context).stream()
+            return
+        # On PostgreSQL: the sources this part reads go in, what it built comes back to the
+        # working store, where identity, scoring, the gate and publishing read it.
+        built = sorted((key.path[0], key.path[1]) for key in context.selected_asset_keys)
+        with warehouse.get_connection() as conn:
+            pushed = push_tables(
+                conn,
+                settings.postgres,
+                source_tables_read(project.manifest_path, built),
+                settings.scratch_dir,
+            )
+        context.log.info(f"pushed to PostgreSQL: {_describe(pushed)}")
         yield from dbt.cli(_build_args(config), context=context).stream()
+        with warehouse.get_connection() as conn:
+            pulled = pull_tables(settings.postgres, conn, built, settings.scratch_dir)
+        context.log.info(f"mirrored from PostgreSQL: {_describe(pulled)}")
 
     return build
+
+
+def _describe(rows_by_table: Mapping[tuple[str, str], int]) -> str:
+    return ", ".join(
+        f"{schema}.{table} {rows:,}" for (schema, table), rows in rows_by_table.items()
+    )
