@@ -135,10 +135,17 @@ def pull_tables(
                 for schema, table in tables:
                     columns = _postgres_columns(cursor, schema, table)
                     csv_path = scratch / f"{schema}.{table}.csv"
+                    # Arrays cross as JSON, which both engines read the same way.
+                    selected = sql.SQL(", ").join(
+                        sql.SQL("array_to_json({})" if kind.endswith("[]") else "{}").format(
+                            sql.Identifier(name)
+                        )
+                        for name, kind in columns
+                    )
                     with csv_path.open("wb") as rows:
                         cursor.copy_expert(
-                            sql.SQL("copy {} to stdout with (format csv)").format(
-                                sql.Identifier(schema, table)
+                            sql.SQL("copy (select {} from {}) to stdout with (format csv)").format(
+                                selected, sql.Identifier(schema, table)
                             ),
                             rows,
                         )
@@ -148,9 +155,17 @@ def pull_tables(
                         + ", ".join(f"{_quote(name)} {kind}" for name, kind in columns)
                         + ")"
                     )
-                    types = ", ".join(f"'{name}': '{kind}'" for name, kind in columns)
+                    types = ", ".join(
+                        f"'{name}': '{'JSON' if kind.endswith('[]') else kind}'"
+                        for name, kind in columns
+                    )
+                    converted = ", ".join(
+                        f"cast({_quote(name)} as {kind})" if kind.endswith("[]") else _quote(name)
+                        for name, kind in columns
+                    )
                     duckdb_conn.execute(
-                        f"insert into {_quote(schema)}.{_quote(table)} select * from read_csv("
+                        f"insert into {_quote(schema)}.{_quote(table)} select {converted} "
+                        "from read_csv("
                         f"'{csv_path}', header = false, columns = {{{types}}}, "
                         # PostgreSQL writes NULL unquoted and the empty string as "".
                         "allow_quoted_nulls = false, auto_detect = false)"
@@ -268,6 +283,14 @@ def _postgres_type(schema: str, table: str, column: str, kind: str) -> str:
     raise TransferError(f"{schema}.{table}.{column}: DuckDB type {kind} has no PostgreSQL twin")
 
 
+_POSTGRES_ARRAYS = {
+    "_text": "VARCHAR[]",
+    "_varchar": "VARCHAR[]",
+    "_int4": "INTEGER[]",
+    "_int8": "BIGINT[]",
+    "_float8": "DOUBLE[]",
+    "_bool": "BOOLEAN[]",
+}
 _POSTGRES_TO_DUCKDB = {
     "text": "VARCHAR",
     "character varying": "VARCHAR",
@@ -292,7 +315,7 @@ def _postgres_columns(
     cursor: psycopg2.extensions.cursor, schema: str, table: str
 ) -> list[tuple[str, str]]:
     cursor.execute(
-        "select column_name, data_type, numeric_precision, numeric_scale "
+        "select column_name, data_type, numeric_precision, numeric_scale, udt_name "
         "from information_schema.columns where table_schema = %s and table_name = %s "
         "order by ordinal_position",
         (schema, table),
@@ -301,8 +324,10 @@ def _postgres_columns(
     if not rows:
         raise TransferError(f"{schema}.{table}: no such table in PostgreSQL")
     columns = []
-    for name, kind, precision, scale in rows:
-        if kind == "numeric":
+    for name, kind, precision, scale, udt_name in rows:
+        if kind == "ARRAY" and udt_name in _POSTGRES_ARRAYS:
+            duckdb_kind = _POSTGRES_ARRAYS[udt_name]
+        elif kind == "numeric":
             # An unconstrained numeric (a computed ratio) has no DuckDB decimal that holds
             # every value; analytics reads it as a double.
             duckdb_kind = f"DECIMAL({precision}, {scale})" if precision else "DOUBLE"

@@ -1,0 +1,133 @@
+"""A real, throwaway PostgreSQL server for the postgres-target tests (STACK.md's recipe).
+
+The server runs from the system's PostgreSQL binaries (`.ci/run` installs them) in a fresh
+cluster under /tmp, on a free loopback port, and is stopped when the session ends. Each test
+gets its own database in it.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from crm_warehouse.target.postgres import PostgresConnection
+
+
+def _postgres_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        pytest.fail("PostgreSQL server binaries not found: apt-get install postgresql (.ci/run)")
+    return Path(found[-1]).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _as_server_user(command: list[str]) -> list[str]:
+    # initdb and postgres refuse to run as root; CI runs as root, a developer usually not.
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresConnection]:
+    """The superuser's connection to a server of our own."""
+    bin_dir = _postgres_bin()
+    # Not under pytest's tmp (mode 0700, root's): the server's user must reach its folder.
+    folder = Path(tempfile.mkdtemp(prefix="crm-pg-"))
+    data, sockets = folder / "data", folder / "sockets"
+    data.mkdir()
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+        shutil.chown(data, "postgres", "postgres")
+        shutil.chown(sockets, "postgres", "postgres")
+    port = _free_port()
+    subprocess.run(
+        _as_server_user(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    pg_ctl = str(bin_dir / "pg_ctl")
+    subprocess.run(
+        _as_server_user(
+            [
+                pg_ctl,
+                "-D",
+                str(data),
+                "-l",
+                str(data / "server.log"),
+                "-w",
+                "start",
+                "-o",
+                f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield PostgresConnection(host="127.0.0.1", port=port, user="postgres", database="postgres")
+    finally:
+        subprocess.run(
+            _as_server_user([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]),
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_database(postgres_server: PostgresConnection) -> PostgresConnection:
+    """A new, empty database on the test server, owned by a login role `crm`."""
+    name = f"crm_{uuid.uuid4().hex[:12]}"
+    conn = psycopg2.connect(
+        host=postgres_server.host, port=postgres_server.port, user="postgres", dbname="postgres"
+    )
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute("select 1 from pg_roles where rolname = 'crm'")
+        if not cursor.fetchone():
+            cursor.execute("create role crm login")
+        cursor.execute(f'create database "{name}" owner crm')
+    conn.close()
+    return PostgresConnection(
+        host=postgres_server.host, port=postgres_server.port, user="crm", database=name
+    )
+
+
+@pytest.fixture
+def postgres_env(
+    postgres_database: PostgresConnection, monkeypatch: pytest.MonkeyPatch
+) -> PostgresConnection:
+    """The test's database as the `CRM_PG_*` variables dbt's profile and Settings read."""
+    monkeypatch.setenv("CRM_PG_HOST", postgres_database.host)
+    monkeypatch.setenv("CRM_PG_PORT", str(postgres_database.port))
+    monkeypatch.setenv("CRM_PG_USER", postgres_database.user)
+    monkeypatch.setenv("CRM_PG_DATABASE", postgres_database.database)
+    monkeypatch.delenv("CRM_PG_PASSWORD", raising=False)
+    return postgres_database
