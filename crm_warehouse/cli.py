@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add one more day of activity and sales-system updates to existing sources",
     )
+    generate.add_argument(
+        "--sales-copy-to",
+        metavar="URL",
+        help="also copy the demo sales system into this database (a SQLAlchemy URL, e.g. "
+        "postgresql+psycopg2://crm@127.0.0.1/sales), as typed tables; point CRM_SALES_URL at it",
+    )
     generate.set_defaults(handler=_generate)
 
     demo = commands.add_parser(
@@ -180,6 +186,13 @@ def _generate(args: argparse.Namespace) -> int:
             f"generated {manifest.first_day} … {manifest.last_day} for "
             f"{manifest.customers:,} people into {settings.sources_dir}"
         )
+    if args.sales_copy_to:
+        from crm_warehouse.generate.sales_postgres import copy_sales_database
+
+        copied = copy_sales_database(
+            settings.sources_dir / "sales" / "sales.db", args.sales_copy_to
+        )
+        print("sales system copied: " + ", ".join(f"{t} {n:,}" for t, n in copied.items()))
     print(f"took {time.perf_counter() - started:.1f} s")
     return 0
 

@@ -39,6 +39,7 @@ from crm_warehouse.erasure.rules import (
 )
 from crm_warehouse.erasure.scrub import (
     TokenMatcher,
+    UncoveredTables,
     erase_from_sales_database,
     erase_quarantined,
     erase_rows,
@@ -49,6 +50,7 @@ from crm_warehouse.erasure.scrub import (
 from crm_warehouse.ingest.batches import ensure_schema
 from crm_warehouse.publish.serving import SERVING_STORAGE_VERSION
 from crm_warehouse.settings import Settings
+from crm_warehouse.target.postgres import Table, list_tables, push_tables
 
 
 class AlreadyErased(LookupError):
@@ -70,6 +72,8 @@ class ErasureReport:
     databases_rewritten: list[str] = field(default_factory=list)
     blocklist_entries: int = 0
     not_under_crm_home: list[str] = field(default_factory=list)
+    # CRM_TARGET=postgres: the server's tables replaced by their erased working-store twins.
+    postgres_tables_replaced: list[str] = field(default_factory=list)
 
     def as_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
@@ -208,6 +212,7 @@ def erase_customer(
     conn = settings.connect_warehouse()
     try:
         ensure_schema(conn)  # a warehouse from before erasure existed lacks rows_erased
+        postgres_tables = _postgres_tables(settings, conn)
         try:
             footprint = find_footprint(conn, customer_id)
         except UnknownCustomer:
@@ -272,6 +277,11 @@ def erase_customer(
         report.files_rewritten.append(path.relative_to(home).as_posix())
     rewrite_database(settings.warehouse_path)
     report.databases_rewritten.append(settings.warehouse_path.relative_to(home).as_posix())
+    if postgres_tables:
+        # TRUNCATE and COPY: the erased rows' pages go with the old files, not left dead.
+        with settings.connect_warehouse() as working:
+            push_tables(working, settings.postgres, postgres_tables, settings.scratch_dir)
+        report.postgres_tables_replaced = [f"{schema}.{table}" for schema, table in postgres_tables]
     for snapshot in sorted((settings.serving_dir / "snapshots").glob("*.duckdb")):
         _erase_from_snapshot(snapshot, footprint)
         report.databases_rewritten.append(snapshot.relative_to(home).as_posix())
@@ -305,6 +315,26 @@ def erase_customer(
     with audit_path(settings).open("a", encoding="utf-8") as audit:
         audit.write(report.as_json() + "\n")
     return report
+
+
+def _postgres_tables(settings: Settings, conn: duckdb.DuckDBPyConnection) -> list[Table]:
+    """On the postgres target, every table of the server's: each must be a twin of a
+    working-store table (a dbt source, model, seed or snapshot), whose erased rows replace
+    its own. A table with no twin might hold the person and cannot be erased: stop first."""
+    if settings.target != "postgres":
+        return []
+    on_server = list_tables(settings.postgres)
+    working = set(
+        conn.execute("select table_schema, table_name from information_schema.tables").fetchall()
+    )
+    unknown = [f"{schema}.{table}" for schema, table in on_server if (schema, table) not in working]
+    if unknown:
+        raise UncoveredTables(
+            "PostgreSQL holds tables the working store does not, so they cannot be erased: "
+            + ", ".join(unknown)
+            + ". Drop them, or run the pipeline so they are mirrored, then erase again."
+        )
+    return on_server
 
 
 def _erase_from_snapshot(snapshot: Path, footprint: Footprint) -> None:

@@ -79,6 +79,18 @@ class PostgresConnection:
 Table = tuple[str, str]
 
 
+def list_tables(target: PostgresConnection) -> list[Table]:
+    """Every table outside PostgreSQL's own schemas, sorted."""
+    with target.connect() as pg, pg.cursor() as cursor:
+        cursor.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_type = 'BASE TABLE' "
+            "and table_schema not in ('pg_catalog', 'information_schema') "
+            "and table_schema not like 'pg\\_%' order by 1, 2"
+        )
+        return [(schema, table) for schema, table in cursor.fetchall()]
+
+
 def push_tables(
     duckdb_conn: duckdb.DuckDBPyConnection,
     target: PostgresConnection,

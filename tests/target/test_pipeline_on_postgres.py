@@ -9,9 +9,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from crm_warehouse.erasure.erase import erase_customer
+from crm_warehouse.erasure.keys import normalize
 from crm_warehouse.settings import Settings
 from crm_warehouse.target.exchange import built_tables
-from crm_warehouse.target.postgres import PostgresConnection
+from crm_warehouse.target.postgres import PostgresConnection, list_tables
 from orchestration.dbt_project import dbt_project
 from orchestration.run import run_pipeline
 
@@ -39,6 +41,22 @@ FIGURES = {
 def _figures(warehouse: Path) -> dict[str, list[tuple[object, ...]]]:
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         return {name: conn.execute(query).fetchall() for name, query in FIGURES.items()}
+
+
+def _postgres_hits(target: PostgresConnection, needles: list[str]) -> list[str]:
+    """Every PostgreSQL table whose rows, as text, hold a needle."""
+    found = []
+    with target.connect() as pg, pg.cursor() as cursor:
+        for schema, table in list_tables(target):
+            for needle in needles:
+                cursor.execute(
+                    f'select count(*) from "{schema}"."{table}" as t '
+                    "where strpos(cast(t as text), %s) > 0",
+                    (needle,),
+                )
+                if cursor.fetchone()[0]:
+                    found.append(f"{schema}.{table}: {needle}")
+    return found
 
 
 def test_the_pipeline_on_postgres_matches_duckdb(
@@ -80,3 +98,16 @@ def test_the_pipeline_on_postgres_matches_duckdb(
         # The dbt tests ran there: dbt-postgres recorded the build in its own run results.
         cursor.execute("select count(*) from marts.customer_360 where customer_id is null")
         assert cursor.fetchone() == (0,)
+
+    # Erasure reaches the server: every table there is replaced by its erased twin.
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
+        customer_id, phone, email = conn.execute(
+            "select customer_id, phone_e164, email from marts.customer_360 "
+            "where phone_e164 is not null and email is not null and order_count >= 2 "
+            "order by customer_id limit 1"
+        ).fetchone()
+    needles = [normalize("phone", phone) or "", email, customer_id]
+    assert len(_postgres_hits(postgres_env, needles)) > 5
+    report = erase_customer(settings, customer_id, reference="test")
+    assert "raw.calls" in report.postgres_tables_replaced
+    assert _postgres_hits(postgres_env, needles) == []
