@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,8 @@ class Settings:
     schedule_cron: str = "0 6 * * *"
     alert_webhook_url: str | None = field(default=None, repr=False)
     freshness_max_lag_days: int = 2
+    # The first local day the event sources' daily partitions offer to backfill.
+    partitions_start: str = "2025-01-01"
 
     @property
     def sources_dir(self) -> Path:
@@ -140,6 +143,13 @@ class Settings:
             raise SettingsError(
                 f"CRM_FRESHNESS_MAX_LAG_DAYS must be a whole number: {error}"
             ) from None
+        partitions_start = str(setting("CRM_PARTITIONS_START", "partitions_start", "2025-01-01"))
+        try:
+            date.fromisoformat(partitions_start)
+        except ValueError:
+            raise SettingsError(
+                f"CRM_PARTITIONS_START must be a day (YYYY-MM-DD), not {partitions_start!r}"
+            ) from None
         target = str(setting("CRM_TARGET", "target", "duckdb"))
         if target not in TARGETS:
             raise SettingsError(f"CRM_TARGET must be one of {', '.join(TARGETS)}, not {target!r}")
@@ -187,6 +197,7 @@ class Settings:
             # A webhook URL often carries its token: environment only, like the key.
             alert_webhook_url=env.get("CRM_ALERT_WEBHOOK_URL") or None,
             freshness_max_lag_days=freshness_lag,
+            partitions_start=partitions_start,
         )
 
     def duckdb_config(self) -> dict[str, str]:

@@ -9,7 +9,7 @@ from dagster_duckdb import DuckDBResource
 from crm_warehouse.settings import Settings
 from orchestration.assets.dbt import build_dbt_assets
 from orchestration.assets.identity import IDENTITY_ASSETS
-from orchestration.assets.ingest import INGEST_ASSETS
+from orchestration.assets.ingest import build_ingest_assets
 from orchestration.assets.publish import PUBLISH_ASSETS
 from orchestration.assets.scoring import SCORING_ASSETS
 from orchestration.assets.sources import SOURCE_SPECS
@@ -17,6 +17,7 @@ from orchestration.checks import GATE_CHECKS, RECONCILIATION_CHECKS
 from orchestration.dbt_project import dbt_executable, prepared_dbt_project
 from orchestration.jobs import crm_pipeline, crm_scoring
 from orchestration.operations import FRESHNESS_CHECKS, SENSORS, daily_schedule
+from orchestration.partitions import crm_event_backfill, event_partitions
 
 
 def build_definitions(settings: Settings, *, reparse_dbt: bool = False) -> dg.Definitions:
@@ -25,14 +26,16 @@ def build_definitions(settings: Settings, *, reparse_dbt: bool = False) -> dg.De
     return dg.Definitions(
         assets=[
             *SOURCE_SPECS,
-            *INGEST_ASSETS,
+            *build_ingest_assets(
+                event_partitions(settings.source_timezone, settings.partitions_start)
+            ),
             *IDENTITY_ASSETS,
             *SCORING_ASSETS,
             *build_dbt_assets(project),
             *PUBLISH_ASSETS,
         ],
         asset_checks=[*RECONCILIATION_CHECKS, *GATE_CHECKS, *FRESHNESS_CHECKS],
-        jobs=[crm_pipeline, crm_scoring],
+        jobs=[crm_pipeline, crm_scoring, crm_event_backfill],
         schedules=[daily_schedule(settings)],
         sensors=SENSORS,
         resources={

@@ -27,6 +27,11 @@ DAGSTER_YAML = """\
 # Usage statistics stay off for a warehouse of customer data; set enabled: true to share them.
 telemetry:
   enabled: false
+# The warehouse takes one writer at a time: queued runs (a backfill's days, the schedule, the
+# sensor) start one after another, never side by side on the DuckDB file lock.
+concurrency:
+  runs:
+    max_concurrent_runs: 1
 """
 
 

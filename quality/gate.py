@@ -83,15 +83,23 @@ def _warning(expectation: gx.expectations.Expectation) -> gx.expectations.Expect
     return expectation
 
 
-def _row_count(baseline: Baseline, tolerance: float) -> gx.expectations.Expectation:
+def _row_count(baseline: Baseline, tolerance: float) -> list[gx.expectations.Expectation]:
+    """Rows lost since the last good run block; rows gained beyond the tolerance only warn:
+    a backfill of history legitimately multiplies a table, and duplicates are the keys' job."""
     if baseline.row_count is None:
-        return _blocking(gx.expectations.ExpectTableRowCountToBeBetween(min_value=1))
-    return _blocking(
-        gx.expectations.ExpectTableRowCountToBeBetween(
-            min_value=int(baseline.row_count * (1 - tolerance)),
-            max_value=int(baseline.row_count * (1 + tolerance)) + 1,
-        )
-    )
+        return [_blocking(gx.expectations.ExpectTableRowCountToBeBetween(min_value=1))]
+    return [
+        _blocking(
+            gx.expectations.ExpectTableRowCountToBeBetween(
+                min_value=int(baseline.row_count * (1 - tolerance))
+            )
+        ),
+        _warning(
+            gx.expectations.ExpectTableRowCountToBeBetween(
+                max_value=int(baseline.row_count * (1 + tolerance)) + 1
+            )
+        ),
+    ]
 
 
 def _not_older(baseline: Baseline, column: str) -> list[gx.expectations.Expectation]:
@@ -139,7 +147,7 @@ PUBLISHED_GATES: tuple[TableGate, ...] = (
         "marts.fct_orders",
         "select order_id, order_amount, margin_amount, ordered_on from marts.fct_orders",
         lambda base, tol: [
-            _row_count(base, tol),
+            *_row_count(base, tol),
             *_key("order_id"),
             _between("order_amount", 0),
             _warning(gx.expectations.ExpectColumnValuesToNotBeNull(column="ordered_on")),
@@ -151,7 +159,7 @@ PUBLISHED_GATES: tuple[TableGate, ...] = (
         "marts.customer_360",
         "select customer_id, revenue, average_satisfaction, phone_e164 from marts.customer_360",
         lambda base, tol: [
-            _row_count(base, tol),
+            *_row_count(base, tol),
             *_key("customer_id"),
             _between("revenue", 0),
             _between("average_satisfaction", 1, 5),
@@ -164,7 +172,7 @@ PUBLISHED_GATES: tuple[TableGate, ...] = (
         "marts.customer_segments",
         "select customer_id, value_tier, lifecycle_stage from marts.customer_segments",
         lambda base, tol: [
-            _row_count(base, tol),
+            *_row_count(base, tol),
             *_key("customer_id"),
             _blocking(
                 gx.expectations.ExpectColumnValuesToBeInSet(
@@ -178,7 +186,7 @@ PUBLISHED_GATES: tuple[TableGate, ...] = (
         f"select customer_id, churn_probability, probability_alive, {_KNOWN} "
         "from marts.customer_scores",
         lambda base, tol: [
-            _row_count(base, tol),
+            *_row_count(base, tol),
             *_key("customer_id"),
             _known_customers(),
             _between("churn_probability", 0, 1),
@@ -223,7 +231,7 @@ PUBLISHED_GATES: tuple[TableGate, ...] = (
         "select kpi_date, answer_rate, service_level, first_contact_resolution_rate, csat "
         "from marts.fct_service_kpis_daily",
         lambda base, tol: [
-            _row_count(base, tol),
+            *_row_count(base, tol),
             _between("answer_rate", 0, 1),
             _between("service_level", 0, 1),
             _between("first_contact_resolution_rate", 0, 1),
@@ -256,7 +264,7 @@ RAW_GATES: tuple[TableGate, ...] = (
         f"select submission_id, {_day('submitted_at')}, "
         "coalesce(phone, email) is not null as has_contact from raw.form_submissions",
         lambda base, tol: [
-            _row_count(base, tol),
+            *_row_count(base, tol),
             *_key("submission_id"),
             _warning(_all_true("has_contact", mostly=0.8)),
             *_not_older(base, "submitted_at"),
@@ -268,7 +276,7 @@ RAW_GATES: tuple[TableGate, ...] = (
         f"select call_id, {_day('queued_at')}, ended_at >= queued_at as ends_after_queueing "
         "from raw.calls",
         lambda base, tol: [
-            _row_count(base, tol),
+            *_row_count(base, tol),
             *_key("call_id"),
             _blocking(_all_true("ends_after_queueing")),
             *_not_older(base, "queued_at"),
@@ -279,7 +287,7 @@ RAW_GATES: tuple[TableGate, ...] = (
         "raw.tickets",
         f"select ticket_id, updated_at, satisfaction, {_day('opened_at')} from raw.tickets",
         lambda base, tol: [
-            _row_count(base, tol),
+            *_row_count(base, tol),
             _blocking(gx.expectations.ExpectColumnValuesToNotBeNull(column="ticket_id")),
             _blocking(
                 gx.expectations.ExpectCompoundColumnsToBeUnique(
@@ -301,7 +309,7 @@ RAW_GATES: tuple[TableGate, ...] = (
         "select touch_id, campaign_id in (select campaign_id from raw.campaigns) "
         "as known_campaign from raw.campaign_touches",
         lambda base, tol: [
-            _row_count(base, tol),
+            *_row_count(base, tol),
             *_key("touch_id"),
             _blocking(_all_true("known_campaign")),
         ],
@@ -310,7 +318,7 @@ RAW_GATES: tuple[TableGate, ...] = (
         "raw.sales_customers",
         "select id, member_no from raw.sales_customers",
         lambda base, tol: [
-            _row_count(base, tol),
+            *_row_count(base, tol),
             *_key("id"),
             _blocking(gx.expectations.ExpectColumnValuesToNotBeNull(column="member_no")),
         ],
@@ -322,7 +330,7 @@ RAW_GATES: tuple[TableGate, ...] = (
         "customer_id in (select id from raw.sales_customers) as known_customer "
         "from raw.sales_orders",
         lambda base, tol: [
-            _row_count(base, tol),
+            *_row_count(base, tol),
             *_key("id"),
             _between("total_amount", 0),
             _warning(_all_true("known_customer", mostly=0.99)),
@@ -335,7 +343,7 @@ RAW_GATES: tuple[TableGate, ...] = (
         "select id, quantity, amount, "
         "order_id in (select id from raw.sales_orders) as known_order from raw.sales_order_lines",
         lambda base, tol: [
-            _row_count(base, tol),
+            *_row_count(base, tol),
             *_key("id"),
             _between("quantity", 1),
             _between("amount", 0),
@@ -351,7 +359,7 @@ STAGING_GATES: tuple[TableGate, ...] = (
         "select submission_id, phone_e164, email, is_email_valid "
         "from staging.stg_forms__submissions",
         lambda base, tol: [
-            _row_count(base, tol),
+            *_row_count(base, tol),
             *_key("submission_id"),
             _warning(
                 gx.expectations.ExpectColumnValuesToNotBeNull(column="phone_e164", mostly=0.6)
@@ -364,7 +372,7 @@ STAGING_GATES: tuple[TableGate, ...] = (
         "select call_id, wait_seconds, talk_seconds, caller_phone_e164 "
         "from staging.stg_callcentre__calls",
         lambda base, tol: [
-            _row_count(base, tol),
+            *_row_count(base, tol),
             *_key("call_id"),
             _between("wait_seconds", 0),
             _between("talk_seconds", 0),
@@ -379,7 +387,7 @@ STAGING_GATES: tuple[TableGate, ...] = (
         "staging.stg_callcentre__tickets",
         "select ticket_id, satisfaction_score from staging.stg_callcentre__tickets",
         lambda base, tol: [
-            _row_count(base, tol),
+            *_row_count(base, tol),
             *_key("ticket_id"),
             _between("satisfaction_score", 1, 5),
         ],
@@ -388,7 +396,7 @@ STAGING_GATES: tuple[TableGate, ...] = (
         "staging.stg_sales__customers",
         "select sales_customer_id, member_no, phone_e164 from staging.stg_sales__customers",
         lambda base, tol: [
-            _row_count(base, tol),
+            *_row_count(base, tol),
             *_key("sales_customer_id"),
             *_key("member_no"),
             _warning(
@@ -400,7 +408,7 @@ STAGING_GATES: tuple[TableGate, ...] = (
         "staging.stg_sales__orders",
         "select order_id, sales_customer_id, order_amount from staging.stg_sales__orders",
         lambda base, tol: [
-            _row_count(base, tol),
+            *_row_count(base, tol),
             *_key("order_id"),
             _blocking(gx.expectations.ExpectColumnValuesToNotBeNull(column="sales_customer_id")),
             _between("order_amount", 0),
@@ -409,7 +417,7 @@ STAGING_GATES: tuple[TableGate, ...] = (
     TableGate(
         "staging.stg_campaigns__touches",
         "select touch_id from staging.stg_campaigns__touches",
-        lambda base, tol: [_row_count(base, tol), *_key("touch_id")],
+        lambda base, tol: [*_row_count(base, tol), *_key("touch_id")],
     ),
 )
 

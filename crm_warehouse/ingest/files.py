@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -75,9 +76,12 @@ def load_file_sources(
     now: datetime | None = None,
     *,
     blocklist: Blocklist,
+    include: Callable[[Path], bool] | None = None,
 ) -> SourceCounts:
     """Load every new file (or new tail) of the file sets, all in one batch; returns the counts.
 
+    `include`, when given, narrows the file sets to the files it accepts (a partition's days):
+    the ledger still decides what of them is new, so loading a day twice loads it once.
     All file sets must share one contract (e.g. the JSON-lines and CSV layouts of the forms).
     Each file set is read by one DuckDB scan over all its new files, not file by file.
     Rows of people on the erasure `blocklist` are dropped and counted as erased.
@@ -101,7 +105,8 @@ def load_file_sources(
             pieces = [
                 piece
                 for path in sorted(fileset.directory.glob(fileset.pattern))
-                if (piece := ledger.slice_to_load(path)) is not None
+                if (include is None or include(path))
+                and (piece := ledger.slice_to_load(path)) is not None
             ]
             if not pieces:
                 continue

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
 from crm_warehouse.ingest.contracts import (
     CALLS,
     CAMPAIGN_TOUCHES,
@@ -33,3 +38,36 @@ def file_sources(settings: Settings) -> dict[str, list[FileSet]]:
             FileSet(CAMPAIGN_TOUCHES, settings.campaigns_dir, "touches_*.csv", "csv")
         ],
     }
+
+
+# The file sources whose exports are dated: one file per local day, named for it
+# (`calls_2026-11-01.csv`; `touches_2026-11-01.csv` holds the touches of the campaign that
+# started, and sent them, that day). These are the ones with daily partitions.
+DAILY_FILE_SOURCES = ("calls", "campaign_touches")
+
+_DAY_IN_NAME = re.compile(r"_(\d{4}-\d{2}-\d{2})$")
+
+
+def file_day(path: Path) -> date | None:
+    """The local day a dated export's name states, or None for a file that names no day.
+
+    A dated file is the unit the ledger loads, so its rows belong to its day as a whole, even
+    a call queued just before midnight and exported the next morning.
+    """
+    found = _DAY_IN_NAME.search(path.stem)
+    if found is None:
+        return None
+    try:
+        return date.fromisoformat(found.group(1))
+    except ValueError:  # `calls_2026-02-30.csv` names no day
+        return None
+
+
+def on_days(first: date, last: date) -> Callable[[Path], bool]:
+    """Whether a file is a dated export of a day from `first` to `last`, both included."""
+
+    def included(path: Path) -> bool:
+        day = file_day(path)
+        return day is not None and first <= day <= last
+
+    return included

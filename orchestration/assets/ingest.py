@@ -1,4 +1,12 @@
-"""Ingest assets: each source into `raw.<table>`, bad rows into `quarantine.rejected_rows`."""
+"""Ingest assets: each source into `raw.<table>`, bad rows into `quarantine.rejected_rows`.
+
+The event sources (calls, campaign touches, sales orders and lines) have daily partitions
+(`orchestration.partitions`): `build_ingest_assets(partitions)` makes them with the one the
+definitions use.
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -7,10 +15,11 @@ from crm_warehouse.erasure.blocklist import Blocklist
 from crm_warehouse.ingest.batches import SourceCounts
 from crm_warehouse.ingest.contracts import SALES_CONTRACTS
 from crm_warehouse.ingest.files import load_file_sources
-from crm_warehouse.ingest.sales import PULL_ORDER, pull_sales
-from crm_warehouse.ingest.sources import file_sources
+from crm_warehouse.ingest.sales import DAILY_TABLES, PULL_ORDER, pull_sales, pull_sales_days
+from crm_warehouse.ingest.sources import file_day, file_sources, on_days
 from crm_warehouse.settings import Settings
 from orchestration.assets import sources
+from orchestration.partitions import day_keys, partition_days
 
 
 def _metadata(counts: SourceCounts) -> dict[str, object]:
@@ -36,6 +45,7 @@ def _file_asset(
     upstream: dg.AssetSpec,
     description: str,
     extra_deps: tuple[dg.AssetKey, ...] = (),
+    partitions: dg.DailyPartitionsDefinition | None = None,
 ) -> dg.AssetsDefinition:
     @dg.asset(
         key=["raw", table],
@@ -43,10 +53,16 @@ def _file_asset(
         group_name="ingest",
         kinds={"duckdb", "python"},
         description=description,
+        partitions_def=partitions,
+        # A range of days is one run, one batch: the warehouse takes one writer at a time.
+        backfill_policy=dg.BackfillPolicy.single_run() if partitions else None,
     )
     def load(
-        warehouse: DuckDBResource, settings: dg.ResourceParam[Settings]
+        context: dg.AssetExecutionContext,
+        warehouse: DuckDBResource,
+        settings: dg.ResourceParam[Settings],
     ) -> dg.MaterializeResult:
+        days = partition_days(context) if partitions else None
         filesets = file_sources(settings)[source]
         with warehouse.get_connection() as conn:
             counts = load_file_sources(
@@ -55,67 +71,72 @@ def _file_asset(
                 settings.source_timezone,
                 settings.scratch_dir,
                 blocklist=Blocklist.load(settings),
+                include=on_days(*days) if days else None,
             )
+        if partitions and not days:
+            _report_days(context, partitions, counts.files)
         return dg.MaterializeResult(metadata=_metadata(counts))
 
     return load
 
 
-form_submissions = _file_asset(
-    "forms",
-    "form_submissions",
-    sources.FORMS,
-    "One row per form submission (JSON-lines and GBK CSV exports); new files or new tails "
-    "only, by content hash.",
+def _report_days(
+    context: dg.AssetExecutionContext,
+    partitions: dg.DailyPartitionsDefinition,
+    files: list[str],
+) -> None:
+    """A run that named no day loaded whole days' files all the same: mark those days loaded,
+    so the UI's partition view shows them and a backfill can skip them."""
+    days = {day for file in files if (day := file_day(Path(file))) is not None}
+    for key in day_keys(days, partitions):
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key=context.asset_key,
+                partition=key,
+                description="loaded by a run that named no day",
+            )
+        )
+
+
+# The sales system is a live OLTP database across a network: ride out a blip. Each table is its
+# own all-or-nothing batch and versions already loaded are skipped, so a retry repeats nothing.
+SALES_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
-calls = _file_asset(
-    "calls",
-    "calls",
-    sources.CALLCENTRE,
-    "One row per call from the daily call detail record files.",
-)
-tickets = _file_asset(
-    "tickets",
-    "tickets",
-    sources.CALLCENTRE,
-    "One row per ticket version from the append-only ticket log.",
-)
-campaigns = _file_asset(
-    "campaigns",
-    "campaigns",
-    sources.CAMPAIGNS,
-    "One row per campaign per loaded version of the campaigns snapshot.",
-)
-campaign_touches = _file_asset(
-    "campaign_touches",
-    "campaign_touches",
-    sources.CAMPAIGNS,
-    "One row per campaign message sent; each must name a known campaign.",
-    extra_deps=(dg.AssetKey(["raw", "campaigns"]),),
-)
+# Customers and products are state, pulled by watermark; orders and their lines are events.
+_STATE_TABLES = tuple(table for table in PULL_ORDER if table not in DAILY_TABLES)
+
+
+def _sales_spec(table: str, *deps: dg.AssetKey) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        ["raw", SALES_CONTRACTS[table].table],
+        deps=[sources.SALES_SYSTEM.key, *deps],
+        group_name="ingest",
+        kinds={"duckdb", "sqlalchemy"},
+        description=SALES_CONTRACTS[table].description,
+    )
+
+
+def _sales_results(
+    results: dict[str, SourceCounts], tables: tuple[str, ...]
+) -> Iterator[dg.MaterializeResult]:
+    for table in tables:
+        contract = SALES_CONTRACTS[table]
+        yield dg.MaterializeResult(
+            asset_key=["raw", contract.table], metadata=_metadata(results[contract.source])
+        )
 
 
 @dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            ["raw", SALES_CONTRACTS[table].table],
-            deps=[sources.SALES_SYSTEM.key],
-            group_name="ingest",
-            kinds={"duckdb", "sqlalchemy"},
-            description=SALES_CONTRACTS[table].description,
-        )
-        for table in PULL_ORDER
-    ],
+    specs=[_sales_spec(table) for table in _STATE_TABLES],
     name="sales_system_pull",
-    # The sales system is a live OLTP database across a network: ride out a blip. Each table
-    # is its own all-or-nothing batch and versions already loaded are skipped, so a retry
-    # repeats nothing.
-    retry_policy=dg.RetryPolicy(
-        max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
-    ),
+    retry_policy=SALES_RETRY_POLICY,
 )
-def sales_system_pull(warehouse: DuckDBResource, settings: dg.ResourceParam[Settings]):
-    """The sales system's tables since their `updated_at` watermarks, upserted by id."""
+def sales_system_pull(
+    warehouse: DuckDBResource, settings: dg.ResourceParam[Settings]
+) -> Iterator[dg.MaterializeResult]:
+    """The sales system's customers and products since their `updated_at` watermarks,
+    upserted by id."""
     with warehouse.get_connection() as conn:
         results = pull_sales(
             conn,
@@ -124,12 +145,96 @@ def sales_system_pull(warehouse: DuckDBResource, settings: dg.ResourceParam[Sett
             settings.source_timezone,
             settings.sales_chunk_rows,
             blocklist=Blocklist.load(settings),
+            only=_STATE_TABLES,
         )
-    for table in PULL_ORDER:
-        contract = SALES_CONTRACTS[table]
-        yield dg.MaterializeResult(
-            asset_key=["raw", contract.table], metadata=_metadata(results[contract.source])
-        )
+    yield from _sales_results(results, _STATE_TABLES)
 
 
-INGEST_ASSETS = [form_submissions, calls, tickets, campaigns, campaign_touches, sales_system_pull]
+def _sales_orders_pull(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDefinition:
+    customers, products = (dg.AssetKey(["raw", SALES_CONTRACTS[t].table]) for t in _STATE_TABLES)
+    orders = dg.AssetKey(["raw", SALES_CONTRACTS["orders"].table])
+
+    @dg.multi_asset(
+        specs=[_sales_spec("orders", customers), _sales_spec("order_lines", orders, products)],
+        name="sales_orders_pull",
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        retry_policy=SALES_RETRY_POLICY,
+    )
+    def pull(
+        context: dg.AssetExecutionContext,
+        warehouse: DuckDBResource,
+        settings: dg.ResourceParam[Settings],
+    ) -> Iterator[dg.MaterializeResult]:
+        """The sales system's orders and their lines: those ordered on the run's days, or,
+        in a run that names no day, everything since their `updated_at` watermarks; upserted
+        by id either way."""
+        days = partition_days(context)
+        with warehouse.get_connection() as conn:
+            if days:
+                results = pull_sales_days(
+                    conn,
+                    settings.sales_url,
+                    settings.sales_tables,
+                    settings.source_timezone,
+                    *days,
+                    settings.sales_chunk_rows,
+                    blocklist=Blocklist.load(settings),
+                )
+            else:
+                results = pull_sales(
+                    conn,
+                    settings.sales_url,
+                    settings.sales_tables,
+                    settings.source_timezone,
+                    settings.sales_chunk_rows,
+                    blocklist=Blocklist.load(settings),
+                    only=DAILY_TABLES,
+                )
+        yield from _sales_results(results, DAILY_TABLES)
+
+    return pull
+
+
+def build_ingest_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDefinition]:
+    """Every ingest asset, the event sources' with daily `partitions`."""
+    return [
+        _file_asset(
+            "forms",
+            "form_submissions",
+            sources.FORMS,
+            "One row per form submission (JSON-lines and GBK CSV exports); new files or new "
+            "tails only, by content hash.",
+        ),
+        _file_asset(
+            "calls",
+            "calls",
+            sources.CALLCENTRE,
+            "One row per call from the daily call detail record files; a day's partition is "
+            "its `calls_<day>.csv`.",
+            partitions=partitions,
+        ),
+        _file_asset(
+            "tickets",
+            "tickets",
+            sources.CALLCENTRE,
+            "One row per ticket version from the append-only ticket log.",
+        ),
+        _file_asset(
+            "campaigns",
+            "campaigns",
+            sources.CAMPAIGNS,
+            "One row per campaign per loaded version of the campaigns snapshot.",
+        ),
+        _file_asset(
+            "campaign_touches",
+            "campaign_touches",
+            sources.CAMPAIGNS,
+            "One row per campaign message sent; each must name a known campaign. A day's "
+            "partition is its `touches_<day>.csv`.",
+            extra_deps=(dg.AssetKey(["raw", "campaigns"]),),
+            partitions=partitions,
+        ),
+        sales_system_pull,
+        _sales_orders_pull(partitions),
+    ]
