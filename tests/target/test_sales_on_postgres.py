@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from crm_warehouse.erasure.blocklist import Blocklist
 from crm_warehouse.generate.sales_postgres import copy_sales_database
-from crm_warehouse.ingest.sales import pull_sales
+from crm_warehouse.ingest.sales import pull_sales, pull_sales_days
 from crm_warehouse.settings import DEFAULT_SALES_TABLES
 from crm_warehouse.target.postgres import PostgresConnection
 
@@ -97,3 +97,52 @@ def test_the_sales_pull_reads_postgresql_as_it_reads_sqlite(
     assert from_postgres.execute(
         "select status from raw.sales_orders where id = ?", [changed]
     ).fetchall() == [("cancelled",)]
+
+
+def test_a_day_pull_reads_postgresql_as_it_reads_sqlite(
+    sample_sources: Path, postgres_database: PostgresConnection
+) -> None:
+    sqlite_url = f"sqlite:///{sample_sources / 'sales' / 'sales.db'}"
+    postgres_url = postgres_database.sqlalchemy_url
+    copy_sales_database(sample_sources / "sales" / "sales.db", postgres_url)
+    with sa.create_engine(sqlite_url).connect() as sales:
+        # The busiest day (the newest may be a planted date in the future).
+        busiest = sales.execute(
+            sa.text(
+                "select substr(ordered_at, 1, 10) from orders "
+                "group by 1 order by count(*) desc, 1 limit 1"
+            )
+        )
+        last = date.fromisoformat(busiest.scalar_one())
+    first = last - timedelta(days=2)
+
+    pulled = {}
+    for url in (sqlite_url, postgres_url):
+        conn = duckdb.connect()
+        # What the orders name first, as the backfill job does.
+        pull_sales(
+            conn,
+            url,
+            DEFAULT_SALES_TABLES,
+            "Asia/Shanghai",
+            now=NOW,
+            blocklist=Blocklist.empty(),
+            only=("customers", "products"),
+        )
+        counts = pull_sales_days(
+            conn,
+            url,
+            DEFAULT_SALES_TABLES,
+            "Asia/Shanghai",
+            first,
+            last,
+            now=NOW,
+            blocklist=Blocklist.empty(),
+        )
+        pulled[url] = (conn, {name: c.rows_loaded for name, c in counts.items()})
+
+    (from_sqlite, sqlite_counts), (from_postgres, postgres_counts) = pulled.values()
+    assert postgres_counts == sqlite_counts
+    assert postgres_counts["sales_orders"] > 20
+    for table in ("sales_orders", "sales_order_lines"):
+        assert _rows(from_postgres, table) == _rows(from_sqlite, table), table
