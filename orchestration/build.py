@@ -38,6 +38,9 @@ def build_definitions(settings: Settings, *, reparse_dbt: bool = False) -> dg.De
         jobs=[crm_pipeline, crm_scoring, crm_event_backfill],
         schedules=[daily_schedule(settings)],
         sensors=SENSORS,
+        # Ad-hoc runs too (a materialisation or backfill from the UI or the CLI): the
+        # warehouse takes one writer at a time, so steps run in one process, in order.
+        executor=dg.in_process_executor,
         resources={
             "warehouse": DuckDBResource(
                 database=str(settings.warehouse_path),

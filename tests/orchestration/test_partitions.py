@@ -124,8 +124,6 @@ def test_a_backfill_loads_its_days_once(sourced_home: Settings) -> None:
             selected,
             "--partition-range",
             f"{first.isoformat()}...{last.isoformat()}",
-            "--config-json",
-            '{"execution": {"config": {"in_process": {}}}}',
         ],
         cwd=REPO,
         env={**os.environ, "CRM_HOME": str(settings.crm_home)},
