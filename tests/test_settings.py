@@ -71,3 +71,32 @@ def test_operations_settings_from_file_and_environment(tmp_path: Path) -> None:
     assert "T0KEN" not in repr(settings)
     with pytest.raises(SettingsError, match="CRM_FRESHNESS_MAX_LAG_DAYS"):
         Settings.from_env({"CRM_HOME": str(tmp_path), "CRM_FRESHNESS_MAX_LAG_DAYS": "two"})
+
+
+def test_the_target_and_its_postgresql_connection_come_from_the_environment(
+    tmp_path: Path,
+) -> None:
+    default = Settings.from_env({"CRM_HOME": str(tmp_path)})
+    assert default.target == "duckdb"
+    settings = Settings.from_env(
+        {
+            "CRM_HOME": str(tmp_path),
+            "CRM_TARGET": "postgres",
+            "CRM_PG_HOST": "db.internal",
+            "CRM_PG_PORT": "6432",
+            "CRM_PG_USER": "etl",
+            "CRM_PG_PASSWORD": "pa55/word@",
+            "CRM_PG_DATABASE": "crm_prod",
+        }
+    )
+    assert settings.target == "postgres"
+    assert settings.postgres.sqlalchemy_url == (
+        "postgresql+psycopg2://etl:pa55%2Fword%40@db.internal:6432/crm_prod"
+    )
+    assert "pa55" not in repr(settings)
+    with pytest.raises(SettingsError, match="CRM_TARGET"):
+        Settings.from_env({"CRM_HOME": str(tmp_path), "CRM_TARGET": "snowflake"})
+    with pytest.raises(SettingsError, match="CRM_PG_PORT"):
+        Settings.from_env({"CRM_HOME": str(tmp_path), "CRM_PG_PORT": "fivefourthreetwo"})
+    with pytest.raises(SettingsError, match="CRM_PARTITIONS_START"):
+        Settings.from_env({"CRM_HOME": str(tmp_path), "CRM_PARTITIONS_START": "last year"})

@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 import psycopg2
 import psycopg2.extensions
+import sqlalchemy as sa
 from psycopg2 import sql
 
 
@@ -55,9 +56,17 @@ class PostgresConnection:
 
     @property
     def sqlalchemy_url(self) -> str:
-        """The same database as a SQLAlchemy URL (psycopg2, dbt-postgres's driver)."""
-        auth = self.user if not self.password else f"{self.user}:{self.password}"
-        return f"postgresql+psycopg2://{auth}@{self.host}:{self.port}/{self.database}"
+        """The same database as a SQLAlchemy URL (psycopg2, dbt-postgres's driver), with
+        the password escaped."""
+        url = sa.engine.URL.create(
+            "postgresql+psycopg2",
+            username=self.user,
+            password=self.password or None,
+            host=self.host,
+            port=self.port,
+            database=self.database,
+        )
+        return url.render_as_string(hide_password=False)
 
     @contextmanager
     def connect(self) -> Iterator[psycopg2.extensions.connection]:
