@@ -16,7 +16,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +46,8 @@ class StageResult:
     seconds: float
     peak_rss_mb: float
     detail: dict[str, object] = field(default_factory=dict)
+    # (wall-clock time, MB) of the child and its own children together, when sampled.
+    rss_samples: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -148,27 +152,49 @@ def run_bench(
         },
         "runs": runs,
     }
+
+    def save() -> None:
+        path.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
+
     path.parent.mkdir(parents=True, exist_ok=True)
+    for_each_size(
+        settings.bench_dir / "work",
+        sizes,
+        lambda work, customers: runs.append(_bench_one(work, customers, days)),
+        save,
+        keep_work=keep_work,
+    )
+    return BenchResults(path, runs)
+
+
+def for_each_size(
+    work_prefix: Path,
+    sizes: list[int],
+    measure: Callable[[Path, int], None],
+    save: Callable[[], None],
+    *,
+    keep_work: bool,
+) -> None:
+    """`measure(work, customers)` in a fresh `<work_prefix>-<customers>` folder per size, then
+    `save()`: after each size, so a long run that fails later keeps what it measured."""
     for customers in sizes:
-        work = settings.bench_dir / f"work-{customers}"
+        work = work_prefix.with_name(f"{work_prefix.name}-{customers}")
         if work.exists():
             shutil.rmtree(work)
         work.mkdir(parents=True)
         try:
-            runs.append(_bench_one(work, customers, days))
+            measure(work, customers)
         finally:
             if not keep_work:
                 shutil.rmtree(work, ignore_errors=True)
-        # Written after each size, so a long run that fails later keeps what it measured.
-        path.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
-    return BenchResults(path, runs)
+        save()
 
 
 def _bench_one(work: Path, customers: int, days: int) -> dict[str, object]:
-    generate = _progress(
+    generate = report_progress(
         customers, "generate", _stage(work, ["generate", str(customers), str(days)])
     )
-    ingest = _progress(customers, "ingest", _stage(work, ["ingest"]))
+    ingest = report_progress(customers, "ingest", _stage(work, ["ingest"]))
     # Timings of a few seconds vary by ±15 % on a shared 2-core machine: the ratio compares
     # medians of repeated runs of the file-source ingest (into a fresh database each time)
     # and of the bare readers, interleaved so both see the same conditions.
@@ -176,27 +202,29 @@ def _bench_one(work: Path, customers: int, days: int) -> dict[str, object]:
     bares: list[StageResult] = []
     for number in range(REPEATS):
         repeats.append(
-            _progress(
+            report_progress(
                 customers, f"ingest files, repeat {number + 1}", _stage(work, ["ingest-files"])
             )
         )
         bares.append(
-            _progress(customers, f"bare readers, repeat {number + 1}", _stage(work, ["bare"]))
+            report_progress(customers, f"bare readers, repeat {number + 1}", _stage(work, ["bare"]))
         )
-    staging = _progress(customers, "staging (dbt build)", _dbt_build(work, _STAGING))
-    identity = _progress(customers, "identity (train, resolve all)", _stage(work, ["identity"]))
-    marts = _progress(customers, "marts (dbt build)", _dbt_build(work, _MARTS))
-    scoring = _progress(customers, "scoring (train, score)", _stage(work, ["scoring"]))
-    scored = _progress(customers, "scored marts (dbt build)", _dbt_build(work, _SCORED))
+    staging = report_progress(customers, "staging (dbt build)", _dbt_build(work, _STAGING))
+    identity = report_progress(
+        customers, "identity (train, resolve all)", _stage(work, ["identity"])
+    )
+    marts = report_progress(customers, "marts (dbt build)", _dbt_build(work, _MARTS))
+    scoring = report_progress(customers, "scoring (train, score)", _stage(work, ["scoring"]))
+    scored = report_progress(customers, "scored marts (dbt build)", _dbt_build(work, _SCORED))
     # One more day of sources, through ingest and staging, then the incremental link.
-    _progress(customers, "append a day", _stage(work, ["append-day"]))
-    _progress(customers, "ingest the day", _stage(work, ["ingest"]))
-    staging_day = _progress(customers, "staging the day", _dbt_build(work, _STAGING))
-    appended = _progress(customers, "identity, appended day", _stage(work, ["identity"]))
-    marts_day = _progress(customers, "marts the day", _dbt_build(work, _MARTS))
-    scoring_day = _progress(customers, "scoring the day", _stage(work, ["scoring"]))
-    scored_day = _progress(customers, "scored marts the day", _dbt_build(work, _SCORED))
-    alerts = _progress(customers, "alert quality", _stage(work, ["alerts"]))
+    report_progress(customers, "append a day", _stage(work, ["append-day"]))
+    report_progress(customers, "ingest the day", _stage(work, ["ingest"]))
+    staging_day = report_progress(customers, "staging the day", _dbt_build(work, _STAGING))
+    appended = report_progress(customers, "identity, appended day", _stage(work, ["identity"]))
+    marts_day = report_progress(customers, "marts the day", _dbt_build(work, _MARTS))
+    scoring_day = report_progress(customers, "scoring the day", _stage(work, ["scoring"]))
+    scored_day = report_progress(customers, "scored marts the day", _dbt_build(work, _SCORED))
+    alerts = report_progress(customers, "alert quality", _stage(work, ["alerts"]))
     sources: dict[str, dict[str, object]] = {}
     for source, figures in ingest.detail["sources"].items():  # type: ignore[union-attr]
         entry = dict(figures)
@@ -311,7 +339,7 @@ def _identity_figures(full: StageResult, appended: StageResult) -> dict[str, obj
     }
 
 
-def _progress(customers: int, stage: str, result: StageResult) -> StageResult:
+def report_progress(customers: int, stage: str, result: StageResult) -> StageResult:
     print(
         f"[bench {customers:,}] {stage}: {result.seconds:.1f} s, peak {result.peak_rss_mb:.0f} MB"
         f" {json.dumps(result.detail, ensure_ascii=False)[:400]}",
@@ -329,7 +357,7 @@ _SCORED = dbt_cli_selection("dbt_scored")
 
 def _stage(work: Path, arguments: list[str]) -> StageResult:
     command = [sys.executable, "-m", "crm_warehouse.bench_stages", str(work), *arguments]
-    return _measure(command, env={**os.environ, "CRM_HOME": str(work)}, parse_json=True)
+    return measure_command(command, env={**os.environ, "CRM_HOME": str(work)}, parse_json=True)
 
 
 def _dbt_build(work: Path, selection: list[str]) -> StageResult:
@@ -347,20 +375,30 @@ def _dbt_build(work: Path, selection: list[str]) -> StageResult:
         "--quiet",
         *selection,
     ]
-    return _measure(command, env={**os.environ, "CRM_HOME": str(work)}, parse_json=False)
+    return measure_command(command, env={**os.environ, "CRM_HOME": str(work)}, parse_json=False)
 
 
-def _measure(command: list[str], env: dict[str, str], parse_json: bool) -> StageResult:
+def measure_command(
+    command: list[str],
+    env: dict[str, str],
+    parse_json: bool,
+    sample_every: float | None = None,
+) -> StageResult:
+    """Run `command` as a child process: its wall time, its peak RSS from rusage, its JSON
+    line if `parse_json`; with `sample_every` seconds, also the RSS of the child and its
+    children summed, sampled from a thread (`StageResult.rss_samples`)."""
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as errors:
         process = subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=errors, text=True
         )
+        sampler = _RssSampler(process.pid, sample_every) if sample_every else None
         assert process.stdout is not None
         out = process.stdout.read()
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
         seconds = round(time.perf_counter() - started, 2)
+        samples = sampler.stop() if sampler else []
         if process.returncode != 0:
             errors.seek(0)
             raise RuntimeError(
@@ -369,4 +407,42 @@ def _measure(command: list[str], env: dict[str, str], parse_json: bool) -> Stage
             )
     detail = json.loads(out.strip().splitlines()[-1]) if parse_json else {}
     # Linux reports ru_maxrss in KiB.
-    return StageResult(seconds, round(usage.ru_maxrss / 1024, 1), detail)
+    return StageResult(seconds, round(usage.ru_maxrss / 1024, 1), detail, samples)
+
+
+class _RssSampler:
+    """Every `interval` seconds, the RSS of process `pid` plus all its descendants."""
+
+    def __init__(self, pid: int, interval: float) -> None:
+        import psutil
+
+        self._root = psutil.Process(pid)
+        self._interval = interval
+        self._done = threading.Event()
+        self.samples: list[tuple[float, float]] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._done.is_set():
+            try:
+                tree = [self._root, *self._root.children(recursive=True)]
+            except psutil.Error:
+                return
+            total, measured = 0, False
+            for process in tree:
+                try:
+                    total += process.memory_info().rss
+                    measured = True
+                except psutil.Error:
+                    continue
+            if measured:
+                self.samples.append((time.time(), round(total / 2**20, 1)))
+            self._done.wait(self._interval)
+
+    def stop(self) -> list[tuple[float, float]]:
+        self._done.set()
+        self._thread.join()
+        return self.samples

@@ -7,6 +7,7 @@ rusage. Not a user command: `crm bench` is.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -230,6 +231,15 @@ def main(argv: list[str]) -> int:
         result = _alerts(settings)
     elif stage == "append-day":
         result = _append_day(settings)
+    elif stage == "pipeline":
+        from crm_warehouse.bench_scale import pipeline_facts
+
+        # The whole environment (CRM_DUCKDB_MEMORY_LIMIT, …), as `crm run` would see it.
+        result = pipeline_facts(Settings.from_env({**os.environ, "CRM_HOME": work}))
+    elif stage == "bare-sql":
+        from crm_warehouse.bench_scale import bare_sql
+
+        result = bare_sql(Path(rest[0]), Path(rest[1]))
     else:
         raise SystemExit(f"unknown stage {stage}")
     sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")

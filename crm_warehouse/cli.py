@@ -154,12 +154,19 @@ def _parser() -> argparse.ArgumentParser:
     ui.set_defaults(handler=_ui)
 
     bench = commands.add_parser(
-        "bench", help="benchmark generate, ingest and staging; writes JSON under CRM_HOME/bench"
+        "bench",
+        help="benchmark the stages at given population sizes; writes JSON under CRM_HOME/bench",
+    )
+    bench.add_argument(
+        "--scale",
+        action="store_true",
+        help="the whole pipeline through Dagster and dbt, per stage, with the appended day and "
+        "a plain-DuckDB-SQL baseline of the dbt models (default sizes 100000,1000000,3000000)",
     )
     bench.add_argument(
         "--customers",
-        default="100000,1000000",
-        help="comma-separated population sizes (default 100000,1000000)",
+        help="comma-separated population sizes (default 100000,1000000; with --scale "
+        "100000,1000000,3000000)",
     )
     bench.add_argument("--days", type=int, default=90)
     bench.add_argument("--output", type=Path, help="JSON file to write (default under bench/)")
@@ -441,12 +448,13 @@ def _ui(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from crm_warehouse.bench import run_bench
+    from crm_warehouse.bench_scale import run_scale_bench
 
     settings = Settings.from_env()
-    sizes = [int(size) for size in str(args.customers).split(",") if size.strip()]
-    results = run_bench(
-        settings, sizes, days=args.days, output=args.output, keep_work=args.keep_work
-    )
+    default = "100000,1000000,3000000" if args.scale else "100000,1000000"
+    sizes = [int(size) for size in str(args.customers or default).split(",") if size.strip()]
+    bench = run_scale_bench if args.scale else run_bench
+    results = bench(settings, sizes, days=args.days, output=args.output, keep_work=args.keep_work)
     print(results.render())
     print(f"results: {results.path}")
     return 0
