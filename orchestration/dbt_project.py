@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -39,12 +40,58 @@ def dbt_project(settings: Settings) -> DbtProject:
 
 
 def prepared_dbt_project(settings: Settings, *, reparse: bool = False) -> DbtProject:
-    """The project with a manifest to load: parsed now if missing, stale-able in dev."""
+    """The project with a manifest to load: parsed now if missing, stale-able in dev.
+
+    `reparse`: parse again unless the manifest is current (`manifest_is_current`), so a run
+    never builds from a stale manifest and never pays for a parse it does not need.
+    """
     project = dbt_project(settings)
     dbt_executable()
-    if reparse or not project.manifest_path.exists():
+    stale = (
+        not manifest_is_current(project.manifest_path, settings.target)
+        if reparse
+        else not project.manifest_path.exists()
+    )
+    if stale:
         settings.crm_home.mkdir(parents=True, exist_ok=True)
         project.preparer.prepare(project)
     else:
         project.prepare_if_dev()
     return project
+
+
+# What a parse reads: the project's SQL, YAML, seeds and macros (not its run artefacts).
+_PARSED_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".md", ".py"}
+_ARTEFACT_FOLDERS = {"target", "logs", "dbt_packages"}
+
+
+def manifest_is_current(
+    manifest_path: Path, target: str, project_dir: Path = DBT_PROJECT_DIR
+) -> bool:
+    """Whether `manifest_path` was parsed for `target` after the last change to any file of
+    the dbt project in `project_dir` (and to the `DBT_ENV_CUSTOM_ENV_*` variables)."""
+    if not manifest_path.exists():
+        return False
+    try:
+        metadata = json.loads(manifest_path.read_text(encoding="utf-8"))["metadata"]
+    except (OSError, ValueError, KeyError):
+        return False
+    if metadata.get("adapter_type") != target or metadata.get("env") != _parse_environment():
+        return False
+    parsed_at = manifest_path.stat().st_mtime
+    return all(
+        path.stat().st_mtime < parsed_at
+        for path in project_dir.rglob("*")
+        if path.suffix in _PARSED_SUFFIXES
+        and not _ARTEFACT_FOLDERS.intersection(path.relative_to(project_dir).parts)
+    )
+
+
+def _parse_environment() -> dict[str, str]:
+    """The `DBT_ENV_CUSTOM_ENV_*` variables dbt records in the manifest's metadata."""
+    prefix = "DBT_ENV_CUSTOM_ENV_"
+    return {
+        name.removeprefix(prefix): value
+        for name, value in os.environ.items()
+        if name.startswith(prefix)
+    }

@@ -8,8 +8,8 @@ newest day, the churn-score distribution) read `quality.gate_history`, which rec
 runs whose blocking expectations passed: a bad batch never becomes the new baseline.
 
 Each validation is appended to `CRM_HOME/reports/quality/results.jsonl`; GX keeps its
-results and data docs under `CRM_HOME/reports/quality/gx/` (open
-`gx/uncommitted/data_docs/local_site/index.html`).
+results under `CRM_HOME/reports/quality/gx/`, and renders data docs of every validation where
+an expectation failed (open `gx/uncommitted/data_docs/local_site/index.html`).
 """
 
 from __future__ import annotations
@@ -456,7 +456,12 @@ def baseline(conn: duckdb.DuckDBPyConnection, table: str) -> Baseline:
 def _run_suite(
     context: Any, name: str, expectations: list[gx.expectations.Expectation], frame: pd.DataFrame
 ) -> list[Any]:
-    """Validate `frame` against the suite `name` through a checkpoint that updates data docs."""
+    """Validate `frame` against the suite `name` through a checkpoint; GX stores the result.
+
+    Data docs are rendered only for a validation where something failed (warnings included):
+    rendering costs more than validating (GX compiles its page templates on every build), and
+    a passing run has nothing to show that `results.jsonl` does not.
+    """
     source = context.data_sources.add_or_update_pandas("warehouse")
     asset_name = name.replace(".", "__")
     asset = next((a for a in source.assets if a.name == asset_name), None) or (
@@ -476,10 +481,12 @@ def _run_suite(
         gx.Checkpoint(
             name=f"gate__{asset_name}",
             validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            actions=[],
         )
     )
     result = checkpoint.run(batch_parameters={"dataframe": frame})
+    if not result.success:
+        context.build_data_docs(resource_identifiers=list(result.run_results))
     return [expectation for run in result.run_results.values() for expectation in run.results]
 
 
