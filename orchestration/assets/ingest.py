@@ -6,9 +6,11 @@ definitions use.
 """
 
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 
 from crm_warehouse.erasure.blocklist import Blocklist
@@ -117,6 +119,21 @@ def _sales_spec(table: str, *deps: dg.AssetKey) -> dg.AssetSpec:
     )
 
 
+def _pull(
+    conn: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    tables: tuple[str, ...],
+    days: tuple[date, date] | None = None,
+) -> dict[str, SourceCounts]:
+    """The sales `tables` since their watermarks, or, given `days`, the orders (and lines)
+    of those days only (then `tables` must be the daily tables)."""
+    source = (settings.sales_url, settings.sales_tables, settings.source_timezone)
+    blocklist = Blocklist.load(settings)
+    if days is not None:
+        return pull_sales_days(conn, *source, *days, settings.sales_chunk_rows, blocklist=blocklist)
+    return pull_sales(conn, *source, settings.sales_chunk_rows, blocklist=blocklist, only=tables)
+
+
 def _sales_results(
     results: dict[str, SourceCounts], tables: tuple[str, ...]
 ) -> Iterator[dg.MaterializeResult]:
@@ -138,15 +155,7 @@ def sales_system_pull(
     """The sales system's customers and products since their `updated_at` watermarks,
     upserted by id."""
     with warehouse.get_connection() as conn:
-        results = pull_sales(
-            conn,
-            settings.sales_url,
-            settings.sales_tables,
-            settings.source_timezone,
-            settings.sales_chunk_rows,
-            blocklist=Blocklist.load(settings),
-            only=_STATE_TABLES,
-        )
+        results = _pull(conn, settings, _STATE_TABLES)
     yield from _sales_results(results, _STATE_TABLES)
 
 
@@ -169,28 +178,8 @@ def _sales_orders_pull(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDef
         """The sales system's orders and their lines: those ordered on the run's days, or,
         in a run that names no day, everything since their `updated_at` watermarks; upserted
         by id either way."""
-        days = partition_days(context)
         with warehouse.get_connection() as conn:
-            if days:
-                results = pull_sales_days(
-                    conn,
-                    settings.sales_url,
-                    settings.sales_tables,
-                    settings.source_timezone,
-                    *days,
-                    settings.sales_chunk_rows,
-                    blocklist=Blocklist.load(settings),
-                )
-            else:
-                results = pull_sales(
-                    conn,
-                    settings.sales_url,
-                    settings.sales_tables,
-                    settings.source_timezone,
-                    settings.sales_chunk_rows,
-                    blocklist=Blocklist.load(settings),
-                    only=DAILY_TABLES,
-                )
+            results = _pull(conn, settings, DAILY_TABLES, partition_days(context))
         yield from _sales_results(results, DAILY_TABLES)
 
     return pull
