@@ -42,11 +42,3 @@ def built_tables(manifest_path: Path) -> list[Table]:
         if node["resource_type"] in BUILT_RESOURCE_TYPES
         and node["config"].get("materialized") != "ephemeral"
     )
-
-
-def dbt_source_tables(manifest_path: Path) -> list[Table]:
-    """Every table the dbt project declares as a source, sorted."""
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    return sorted(
-        (source["schema"], source["identifier"]) for source in manifest["sources"].values()
-    )
