@@ -39,6 +39,7 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from graphlib import TopologicalSorter
 from importlib import metadata
 from pathlib import Path
 
@@ -725,22 +726,19 @@ def bare_sql(database: Path, manifest_path: Path) -> dict[str, object]:
 
 
 def _dag_order(nodes: dict[str, dict[str, object]]) -> list[str]:
-    """Builds before tests; each build after the builds it depends on (stable by id)."""
+    """Builds before tests; each build after the builds it depends on."""
     builds = sorted(n for n, node in nodes.items() if node["resource_type"] != "test")
-    done: set[str] = set()
-    order: list[str] = []
-
-    def visit(unique_id: str) -> None:
-        if unique_id in done or unique_id not in builds:
-            return
-        done.add(unique_id)
-        for parent in nodes[unique_id]["depends_on"].get("nodes", []):  # type: ignore[attr-defined]
-            visit(parent)
-        order.append(unique_id)
-
-    for unique_id in builds:
-        visit(unique_id)
-    return order + sorted(n for n, node in nodes.items() if node["resource_type"] == "test")
+    within = set(builds)
+    graph = {
+        unique_id: [
+            parent
+            for parent in nodes[unique_id]["depends_on"].get("nodes", [])  # type: ignore[attr-defined]
+            if parent in within
+        ]
+        for unique_id in builds
+    }
+    tests = sorted(n for n, node in nodes.items() if node["resource_type"] == "test")
+    return [*TopologicalSorter(graph).static_order(), *tests]
 
 
 def _bare_statement(node: dict[str, object]) -> str:

@@ -184,16 +184,14 @@ def pull_tables(
                         f"cast({_quote(name)} as {kind})" if kind.endswith("[]") else _quote(name)
                         for name, kind in columns
                     )
-                    duckdb_conn.execute(
+                    inserted = duckdb_conn.execute(
                         f"insert into {_quote(schema)}.{_quote(table)} select {converted} "
                         "from read_csv("
                         f"'{csv_path}', header = false, columns = {{{types}}}, "
                         # PostgreSQL writes NULL unquoted and the empty string as "".
                         "allow_quoted_nulls = false, auto_detect = false)"
                     )
-                    copied[(schema, table)] = duckdb_conn.execute(
-                        f"select count(*) from {_quote(schema)}.{_quote(table)}"
-                    ).fetchone()[0]
+                    copied[(schema, table)] = inserted.fetchone()[0]
                     csv_path.unlink()
         except BaseException:
             duckdb_conn.execute("rollback")
