@@ -1,6 +1,8 @@
 """dbt models as assets: keys are warehouse addresses, so raw → staging lineage joins up."""
 
+import shutil
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -37,6 +39,41 @@ class DbtBuildConfig(dg.Config):
 
 def _build_args(config: DbtBuildConfig) -> list[str]:
     return ["build", "--full-refresh"] if config.full_refresh else ["build"]
+
+
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+# Each dbt invocation keeps its artefacts (run_results.json, compiled SQL, dbt.log) for
+# reading after a run; the oldest go once there are more than this.
+KEPT_INVOCATIONS = 30
+
+
+def invocation_target_path(project_target: Path, step: str, run_id: str) -> Path:
+    """A fresh target folder for one dbt invocation, inside the home's dbt target folder.
+
+    dagster-dbt otherwise puts it under the dbt project's own `target/`, shared by every
+    home, and seeds it with that folder's parse state; that state was parsed for another
+    home's profile, so dbt threw it away and parsed the whole project again on every step.
+    The home's own parse state (written when the manifest was prepared) is copied in instead,
+    so a step parses only what changed.
+    """
+    invocations = project_target / "invocations"
+    path = invocations / f"{step}-{run_id[:8]}"
+    path.mkdir(parents=True, exist_ok=True)
+    parse_state = project_target / PARTIAL_PARSE_FILE
+    if parse_state.exists():
+        shutil.copy2(parse_state, path / PARTIAL_PARSE_FILE)
+    _prune_invocations(invocations, keep=KEPT_INVOCATIONS)
+    return path
+
+
+def _prune_invocations(invocations: Path, keep: int) -> None:
+    folders = sorted(
+        (folder for folder in invocations.iterdir() if folder.is_dir()),
+        key=lambda folder: folder.stat().st_mtime,
+        reverse=True,
+    )
+    for stale in folders[keep:]:
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 # Two Python assets cut the dbt project in three: identity resolution reads staging and
@@ -84,8 +121,13 @@ def _dbt_build_assets(project: DbtProject, name: str, **selection: str) -> dg.As
         warehouse: DuckDBResource,
         settings: dg.ResourceParam[Settings],
     ) -> Iterator[Any]:
+        target_path = invocation_target_path(
+            project.target_path, context.op_execution_context.op.name, context.run.run_id
+        )
         if settings.target != "postgres":
-            yield from dbt.cli(_build_args(config), context=context).stream()
+            yield from dbt.cli(
+                _build_args(config), context=context, target_path=target_path
+            ).stream()
             return
         # On PostgreSQL: the sources this part reads go in, what it built comes back to the
         # working store, where identity, scoring, the gate and publishing read it.
@@ -98,7 +140,7 @@ def _dbt_build_assets(project: DbtProject, name: str, **selection: str) -> dg.As
                 settings.scratch_dir,
             )
         context.log.info(f"pushed to PostgreSQL: {_describe(pushed)}")
-        yield from dbt.cli(_build_args(config), context=context).stream()
+        yield from dbt.cli(_build_args(config), context=context, target_path=target_path).stream()
         with warehouse.get_connection() as conn:
             pulled = pull_tables(settings.postgres, conn, built, settings.scratch_dir)
         context.log.info(f"mirrored from PostgreSQL: {_describe(pulled)}")

@@ -1,4 +1,5 @@
-"""A run parses the dbt project again exactly when its manifest is stale."""
+"""A run parses the dbt project again exactly when its manifest is stale, and each dbt step
+starts from the home's parse state."""
 
 from __future__ import annotations
 
@@ -6,6 +7,13 @@ import json
 import os
 from pathlib import Path
 
+from crm_warehouse.settings import Settings
+from orchestration.assets.dbt import (
+    DBT_BUILD_STEPS,
+    KEPT_INVOCATIONS,
+    PARTIAL_PARSE_FILE,
+    invocation_target_path,
+)
 from orchestration.dbt_project import manifest_is_current
 
 
@@ -39,3 +47,32 @@ def test_a_manifest_is_stale_after_a_change_to_the_project_or_the_target(tmp_pat
     assert not manifest_is_current(manifest, "duckdb", project)
     manifest.write_text("{not json", "utf-8")
     assert not manifest_is_current(manifest, "duckdb", project)
+
+
+def test_each_dbt_step_keeps_its_artefacts_in_the_home_and_parses_only_changes(
+    resolved_home: Settings,
+) -> None:
+    invocations = resolved_home.crm_home / "dbt" / "target" / "invocations"
+    steps = sorted(folder.name.rsplit("-", 1)[0] for folder in invocations.iterdir())
+    assert steps == sorted(DBT_BUILD_STEPS)
+    for folder in invocations.iterdir():
+        assert (folder / "run_results.json").exists()
+        log = (folder / "dbt.log").read_text(encoding="utf-8")
+        # The home's own parse state was reused: dbt never threw it away for a full parse.
+        assert "Partial parsing enabled" in log, folder.name
+        assert "Unable to do partial parsing" not in log, folder.name
+
+
+def test_only_the_newest_invocations_are_kept(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / PARTIAL_PARSE_FILE).write_bytes(b"parse state")
+    made = []
+    for run in range(KEPT_INVOCATIONS + 3):
+        path = invocation_target_path(target, "dbt_marts", f"{run:08d}-run")
+        stamp = 1_000_000 + run
+        os.utime(path, (stamp, stamp))
+        made.append(path)
+    kept = sorted((target / "invocations").iterdir())
+    assert kept == sorted(made[-KEPT_INVOCATIONS:])
+    assert (made[-1] / PARTIAL_PARSE_FILE).read_bytes() == b"parse state"
