@@ -46,3 +46,21 @@
 {% macro pick_first(value, order_by, present=none) -%}
     (array_agg({{ value }} order by {{ order_by }}) filter (where {{ present or value }} is not null))[1]
 {%- endmacro %}
+
+
+{#- The same pick by a precomputed rank (1 = the first row of the order, e.g. from
+    `row_number()`): the non-empty value with the lowest `rank` in the group. A golden record
+    picks fifteen fields by one order; ranking the rows once and taking each field's
+    arg-min costs a fraction of fifteen ordered aggregates (14.6 → 5 s at a million
+    customers on DuckDB). -#}
+{% macro pick_lowest(value, rank, present=none) -%}
+    {{ return(adapter.dispatch('pick_lowest', 'crm_warehouse')(value, rank, present)) }}
+{%- endmacro %}
+
+{% macro duckdb__pick_lowest(value, rank, present) -%}
+    arg_min({{ value }}, {{ rank }}) filter (where {{ present or value }} is not null)
+{%- endmacro %}
+
+{% macro default__pick_lowest(value, rank, present) -%}
+    {{ pick_first(value, rank, present) }}
+{%- endmacro %}

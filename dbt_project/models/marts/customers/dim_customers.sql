@@ -39,6 +39,7 @@ sales_values as (
     select
         record_customers.customer_id,
         record_customers.source,
+        record_customers.source_key,
         sales_customers.full_name,
         sales_customers.gender,
         sales_customers.birth_date,
@@ -65,6 +66,7 @@ form_values as (
     select
         record_customers.customer_id,
         record_customers.source,
+        record_customers.source_key,
         form_submissions.full_name,
         cast(null as varchar) as gender,
         cast(null as date) as birth_date,
@@ -91,6 +93,7 @@ ticket_values as (
     select
         record_customers.customer_id,
         record_customers.source,
+        record_customers.source_key,
         tickets.customer_name as full_name,
         cast(null as varchar) as gender,
         cast(null as date) as birth_date,
@@ -124,9 +127,22 @@ all_values as (
 
 ranked_values as (
 
+    -- Survivorship: the most trusted source, then the most recent row; consent: the most
+    -- recent row. Source and key break ties, so a rerun picks the same values.
     select
         all_values.*,
-        source_priority.priority
+        row_number() over (
+            partition by all_values.customer_id
+            order by
+                source_priority.priority,
+                all_values.observed_at desc,
+                all_values.source,
+                all_values.source_key
+        ) as survivorship_rank,
+        row_number() over (
+            partition by all_values.customer_id
+            order by all_values.observed_at desc, all_values.source, all_values.source_key
+        ) as recency_rank
     from all_values
     inner join source_priority
         on all_values.source = source_priority.source
@@ -135,26 +151,25 @@ ranked_values as (
 
 golden as (
 
-    {%- set survivorship = 'priority, observed_at desc' %}
     select
         customer_id,
-        {{ pick_first('full_name', survivorship) }} as full_name,
-        {{ pick_first('source', survivorship, 'full_name') }} as full_name_source,
-        {{ pick_first('gender', survivorship) }} as gender,
-        {{ pick_first('birth_date', survivorship) }} as birth_date,
-        {{ pick_first('phone_e164', survivorship) }} as phone_e164,
-        {{ pick_first('source', survivorship, 'phone_e164') }} as phone_source,
-        {{ pick_first('email', survivorship) }} as email,
-        {{ pick_first('source', survivorship, 'email') }} as email_source,
-        {{ pick_first('city_code', survivorship) }} as city_code,
-        {{ pick_first('city_name', survivorship, 'city_code') }} as city_name,
-        {{ pick_first('province_name', survivorship, 'city_code') }} as province_name,
-        {{ pick_first('source', survivorship, 'city_code') }} as city_source,
-        {{ pick_first('member_no', survivorship) }} as member_no,
-        {{ pick_first('membership_level', survivorship) }} as membership_level,
-        {{ pick_first('customer_type', survivorship) }} as customer_type,
+        {{ pick_lowest('full_name', 'survivorship_rank') }} as full_name,
+        {{ pick_lowest('source', 'survivorship_rank', 'full_name') }} as full_name_source,
+        {{ pick_lowest('gender', 'survivorship_rank') }} as gender,
+        {{ pick_lowest('birth_date', 'survivorship_rank') }} as birth_date,
+        {{ pick_lowest('phone_e164', 'survivorship_rank') }} as phone_e164,
+        {{ pick_lowest('source', 'survivorship_rank', 'phone_e164') }} as phone_source,
+        {{ pick_lowest('email', 'survivorship_rank') }} as email,
+        {{ pick_lowest('source', 'survivorship_rank', 'email') }} as email_source,
+        {{ pick_lowest('city_code', 'survivorship_rank') }} as city_code,
+        {{ pick_lowest('city_name', 'survivorship_rank', 'city_code') }} as city_name,
+        {{ pick_lowest('province_name', 'survivorship_rank', 'city_code') }} as province_name,
+        {{ pick_lowest('source', 'survivorship_rank', 'city_code') }} as city_source,
+        {{ pick_lowest('member_no', 'survivorship_rank') }} as member_no,
+        {{ pick_lowest('membership_level', 'survivorship_rank') }} as membership_level,
+        {{ pick_lowest('customer_type', 'survivorship_rank') }} as customer_type,
         -- Consent is the customer's latest word, whichever source recorded it.
-        {{ pick_first('has_marketing_consent', 'observed_at desc') }} as has_marketing_consent,
+        {{ pick_lowest('has_marketing_consent', 'recency_rank') }} as has_marketing_consent,
         min(first_seen_at) as first_seen_at,
         max(observed_at) as last_seen_at,
         count(*) as source_record_count
