@@ -171,9 +171,9 @@ def _scoring(settings: Settings) -> dict[str, object]:
     """What the scoring asset does (train, judge, score, fit lifetime value, write), timed
     by step, with how well the churn scores rank the planted churners."""
     from crm_warehouse.alert_quality import planted_churn_auc
-    from ml.scoring import score, write_scores
+    from ml.scoring import memory_limit, score, write_scores
 
-    with settings.connect_warehouse() as conn:
+    with settings.connect_warehouse() as conn, memory_limit(conn, settings.scoring_memory_limit):
         started = time.perf_counter()
         run, frames = score(conn, settings.models_dir)
         write_scores(conn, run, frames)

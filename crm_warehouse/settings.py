@@ -52,6 +52,9 @@ class Settings:
     postgres: PostgresConnection = field(default_factory=PostgresConnection)
     # Splink scores pairs in its own in-memory DuckDB, beside the warehouse's.
     identity_memory_limit: str = "1536MB"
+    # Scoring's feature query ran out of memory under the ingest limit above at 3M
+    # customers (DuckDB could not spill it), so scoring raises the limit while it runs.
+    scoring_memory_limit: str = "4GB"
     # Serving snapshots kept for rollback; the Unix group that may read the unmasked twin
     # (none: no unmasked twin is written).
     serving_keep: int = 5
@@ -186,6 +189,9 @@ class Settings:
             postgres=postgres,
             identity_memory_limit=str(
                 setting("CRM_IDENTITY_MEMORY_LIMIT", "identity_memory_limit", "1536MB")
+            ),
+            scoring_memory_limit=str(
+                setting("CRM_SCORING_MEMORY_LIMIT", "scoring_memory_limit", "4GB")
             ),
             serving_keep=serving_keep,
             serving_unmasked_group=setting(

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -232,6 +234,25 @@ def register_candidate(
         live_metrics,
         candidate_probability,
     )
+
+
+@contextmanager
+def memory_limit(conn: duckdb.DuckDBPyConnection, limit: str | None) -> Iterator[None]:
+    """Run a block under DuckDB memory limit `limit` (e.g. "3GB"), then restore the one before.
+
+    The limit belongs to the database, not the connection: restoring it matters, because
+    the next steps of a run share the database in the same process. `None` keeps the limit.
+    The limit restored is the one DuckDB reports, rounded to 0.1 of its unit (MiB, GiB).
+    """
+    if limit is None:
+        yield
+        return
+    before = conn.execute("select current_setting('memory_limit')").fetchone()[0]  # type: ignore[index]
+    conn.execute("set memory_limit = ?", [limit])
+    try:
+        yield
+    finally:
+        conn.execute("set memory_limit = ?", [before])
 
 
 def score(

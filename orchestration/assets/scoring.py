@@ -8,7 +8,14 @@ from dagster_duckdb import DuckDBResource
 from crm_warehouse.settings import Settings
 from ml.registry import DEFAULT_TOLERANCE
 from ml.report import write_report
-from ml.scoring import NotEnoughHistory, ScoringConfig, ensure_tables, score, write_scores
+from ml.scoring import (
+    NotEnoughHistory,
+    ScoringConfig,
+    ensure_tables,
+    memory_limit,
+    score,
+    write_scores,
+)
 
 CHURN_SCORES = dg.AssetKey(["ml", "churn_scores"])
 CUSTOMER_CLV = dg.AssetKey(["ml", "customer_clv"])
@@ -75,7 +82,7 @@ def customer_scoring(
         clv_horizon_days=config.clv_horizon_days,
         promotion_tolerance=config.promotion_tolerance,
     )
-    with warehouse.get_connection() as conn:
+    with warehouse.get_connection() as conn, memory_limit(conn, settings.scoring_memory_limit):
         ensure_tables(conn)
         try:
             run, frames = score(conn, settings.models_dir, scoring_config)
