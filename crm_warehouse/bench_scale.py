@@ -146,6 +146,7 @@ def run_scale_bench(
         "settings": {
             "duckdb_memory_limit": settings.duckdb_memory_limit,
             "identity_memory_limit": settings.identity_memory_limit,
+            "scoring_memory_limit": settings.scoring_memory_limit,
             "dbt": "dbt-duckdb profile: threads 2, DuckDB's default memory limit",
             "rss_sample_seconds": RSS_SAMPLE_SECONDS,
         },

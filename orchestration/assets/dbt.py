@@ -54,7 +54,8 @@ def invocation_target_path(project_target: Path, step: str, run_id: str) -> Path
     home, and seeds it with that folder's parse state; that state was parsed for another
     home's profile, so dbt threw it away and parsed the whole project again on every step.
     The home's own parse state (written when the manifest was prepared) is copied in instead,
-    so a step parses only what changed.
+    so a step parses only what changed, and the seeds, which dagster-dbt's preparer marks
+    changed on purpose (they carry absolute paths).
     """
     invocations = project_target / "invocations"
     path = invocations / f"{step}-{run_id[:8]}"
