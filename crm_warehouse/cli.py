@@ -277,7 +277,8 @@ def _score(args: argparse.Namespace) -> int:
     from orchestration.run import run_pipeline
 
     settings = Settings.from_env()
-    config: dict[str, object] = {}
+    # Asked for by name, so the models are refitted now, whatever their age.
+    config: dict[str, object] = {"refit_every_days": 0}
     if args.window_days:
         config["churn_window_days"] = args.window_days
     if args.horizon_days:

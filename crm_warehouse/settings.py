@@ -55,6 +55,9 @@ class Settings:
     # Scoring's feature query ran out of memory under the ingest limit above at 3M
     # customers (DuckDB could not spill it), so scoring raises the limit while it runs.
     scoring_memory_limit: str = "4GB"
+    # Churn is retrained and lifetime value refitted when the live fits are this many days
+    # of data old; the runs between score with them (0: refit on every run).
+    scoring_refit_days: int = 7
     # Serving snapshots kept for rollback; the Unix group that may read the unmasked twin
     # (none: no unmasked twin is written).
     serving_keep: int = 5
@@ -146,6 +149,12 @@ class Settings:
             raise SettingsError(
                 f"CRM_FRESHNESS_MAX_LAG_DAYS must be a whole number: {error}"
             ) from None
+        try:
+            refit_days = int(setting("CRM_SCORING_REFIT_DAYS", "scoring_refit_days", 7))
+        except ValueError as error:
+            raise SettingsError(f"CRM_SCORING_REFIT_DAYS must be a whole number: {error}") from None
+        if refit_days < 0:
+            raise SettingsError(f"CRM_SCORING_REFIT_DAYS must be 0 or more, not {refit_days}")
         partitions_start = str(setting("CRM_PARTITIONS_START", "partitions_start", "2025-01-01"))
         try:
             date.fromisoformat(partitions_start)
@@ -193,6 +202,7 @@ class Settings:
             scoring_memory_limit=str(
                 setting("CRM_SCORING_MEMORY_LIMIT", "scoring_memory_limit", "4GB")
             ),
+            scoring_refit_days=refit_days,
             serving_keep=serving_keep,
             serving_unmasked_group=setting(
                 "CRM_SERVING_UNMASKED_GROUP", "serving_unmasked_group", None

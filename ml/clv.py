@@ -5,7 +5,8 @@ make and whether they are still "alive", Gamma–Gamma for how much each purchas
 `fit_clv` is the plain entry point: any transactions frame (customer id, date, amount) and
 an observation end date give the fitted parameters and per-customer predictions, so the
 figures can be compared with the literature (on the CDNOW data the BG/NBD parameters are
-r = 0.243, alpha = 4.414, a = 0.793, b = 2.426).
+r = 0.243, alpha = 4.414, a = 0.793, b = 2.426). `predict_clv` predicts with parameters
+fitted before, for the days between refits.
 """
 
 from __future__ import annotations
@@ -57,6 +58,68 @@ def fit_clv(
     is a small L2 penalty that keeps the fit stable on sparse data; 0 gives the plain
     maximum-likelihood estimates of the papers.
     """
+    frame, summary = _summary(transactions, observation_end, customer_id, when, amount)
+    bg_nbd = _fit_bg_nbd(summary["frequency"], summary["recency"], summary["T"], penalizer)
+    repeaters = summary[(summary["frequency"] > 0) & (summary["monetary_value"] > 0)]
+    gamma_gamma: dict[str, float] = {}
+    if len(repeaters) >= 2:
+        fitter = GammaGammaFitter(penalizer_coef=penalizer)
+        fitter.fit(repeaters["frequency"], repeaters["monetary_value"])
+        gamma_gamma = {k: float(v) for k, v in fitter.params_.items()}
+    return _predicted(
+        frame,
+        summary,
+        {k: float(v) for k, v in bg_nbd.params_.items()},
+        gamma_gamma,
+        observation_end,
+        customer_id=customer_id,
+        when=when,
+        amount=amount,
+        horizon_days=horizon_days,
+        annual_discount_rate=annual_discount_rate,
+    )
+
+
+def predict_clv(
+    transactions: pd.DataFrame,
+    observation_end: date | datetime | str,
+    bg_nbd: dict[str, float],
+    gamma_gamma: dict[str, float],
+    *,
+    customer_id: str = "customer_id",
+    when: str = "date",
+    amount: str = "amount",
+    horizon_days: int = 365,
+    annual_discount_rate: float = 0.0,
+) -> ClvFit:
+    """Predict with parameters fitted before (a `ClvFit`'s `bg_nbd` and `gamma_gamma`) for
+    the customers in `transactions` up to `observation_end`, without fitting again: what a
+    day between two refits costs. The same predictions as `fit_clv` when the parameters are
+    the ones it would fit."""
+    frame, summary = _summary(transactions, observation_end, customer_id, when, amount)
+    return _predicted(
+        frame,
+        summary,
+        bg_nbd,
+        gamma_gamma,
+        observation_end,
+        customer_id=customer_id,
+        when=when,
+        amount=amount,
+        horizon_days=horizon_days,
+        annual_discount_rate=annual_discount_rate,
+    )
+
+
+def _summary(
+    transactions: pd.DataFrame,
+    observation_end: date | datetime | str,
+    customer_id: str,
+    when: str,
+    amount: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The transactions up to `observation_end`, and lifetimes' per-customer summary of them
+    (frequency, recency, T, monetary_value, in days)."""
     end = pd.Timestamp(observation_end)
     frame = transactions[[customer_id, when, amount]].copy()
     frame[when] = pd.to_datetime(frame[when])
@@ -69,7 +132,25 @@ def fit_clv(
         observation_period_end=end,
         freq="D",
     )
-    bg_nbd = _fit_bg_nbd(summary["frequency"], summary["recency"], summary["T"], penalizer)
+    return frame, summary
+
+
+def _predicted(
+    frame: pd.DataFrame,
+    summary: pd.DataFrame,
+    bg_nbd_params: dict[str, float],
+    gamma_gamma_params: dict[str, float],
+    observation_end: date | datetime | str,
+    *,
+    customer_id: str,
+    when: str,
+    amount: str,
+    horizon_days: int,
+    annual_discount_rate: float,
+) -> ClvFit:
+    """Each customer's predictions from the models with these parameters."""
+    bg_nbd = BetaGeoFitter()
+    bg_nbd.params_ = pd.Series(bg_nbd_params)
     predictions = summary.reset_index().rename(columns={customer_id: "customer_id"})
     predictions["probability_alive"] = np.asarray(
         bg_nbd.conditional_probability_alive(summary["frequency"], summary["recency"], summary["T"])
@@ -85,13 +166,10 @@ def fit_clv(
     occasion_mean = float(
         frame.groupby([customer_id, frame[when].dt.floor("D")])[amount].sum().mean()
     )
-    repeaters = summary[(summary["frequency"] > 0) & (summary["monetary_value"] > 0)]
-    gamma_gamma_params: dict[str, float] = {}
     expected_average = np.full(len(summary), occasion_mean)
-    if len(repeaters) >= 2:
-        gamma_gamma = GammaGammaFitter(penalizer_coef=penalizer)
-        gamma_gamma.fit(repeaters["frequency"], repeaters["monetary_value"])
-        gamma_gamma_params = {k: float(v) for k, v in gamma_gamma.params_.items()}
+    if gamma_gamma_params:
+        gamma_gamma = GammaGammaFitter()
+        gamma_gamma.params_ = pd.Series(gamma_gamma_params)
         conditional = np.asarray(
             gamma_gamma.conditional_expected_average_profit(
                 summary["frequency"], summary["monetary_value"]
@@ -109,10 +187,10 @@ def fit_clv(
         predictions["expected_purchases"] * predictions["expected_average_value"] * discount
     )
     return ClvFit(
-        bg_nbd={k: float(v) for k, v in bg_nbd.params_.items()},
-        gamma_gamma=gamma_gamma_params,
+        bg_nbd=dict(bg_nbd_params),
+        gamma_gamma=dict(gamma_gamma_params),
         horizon_days=horizon_days,
-        observation_end=end.date(),
+        observation_end=pd.Timestamp(observation_end).date(),
         predictions=predictions,
     )
 

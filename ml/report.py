@@ -110,6 +110,19 @@ def _html(summary: dict[str, Any], plots: list[str]) -> str:
         if live
         else "no comparable live model"
     )
+    if summary.get("churn_refitted", True):
+        trained_line = (
+            "Trained on cutoffs " + html.escape(", ".join(summary["training_cutoffs"])) + "."
+        )
+        decision_line = (
+            f"Candidate {html.escape(summary['churn_candidate_version'])}: "
+            + ("promoted" if summary["promoted"] else "<b>not promoted</b>")
+            + f" ({html.escape(summary['promotion_reason'])}); {html.escape(live_line)}."
+        )
+    else:
+        trained_line = "These are the live model's figures on this run's holdout."
+        decision_line = f"Not retrained ({html.escape(summary['promotion_reason'])})."
+    clv_kept = "" if summary.get("clv_refitted", True) else " (kept, not refitted)"
     return f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">
 <title>评分报告 / Scoring report {html.escape(summary["as_of"])}</title>
@@ -120,17 +133,15 @@ img{{max-width:100%;margin:8px 0}}</style></head><body>
 <h2>流失风险 / Churn risk</h2>
 <p>Holdout cutoff {html.escape(summary["holdout_cutoff"])} ({churn["rows"]} customers,
 churn rate {churn["churn_rate"]}): ROC AUC <b>{churn["roc_auc"]}</b>, PR AUC
-<b>{churn["pr_auc"]}</b>, Brier <b>{churn["brier"]}</b>. Trained on cutoffs
-{html.escape(", ".join(summary["training_cutoffs"]))}.</p>
-<p>Candidate {html.escape(summary["churn_candidate_version"])}:
-{"promoted" if summary["promoted"] else "<b>not promoted</b>"}
-({html.escape(summary["promotion_reason"])}); {html.escape(live_line)}.
+<b>{churn["pr_auc"]}</b>, Brier <b>{churn["brier"]}</b>. {trained_line}</p>
+<p>{decision_line}
 Scoring used {html.escape(summary["churn_live_version"])}.
 Risk bands: {html.escape(json.dumps(summary["risk_bands"]))}.</p>
 <h3>Calibration / 校准</h3>{_rows(churn["calibration"])}
 <h2>客户终身价值 / Customer lifetime value</h2>
 <p>BG/NBD {html.escape(json.dumps(clv["bg_nbd"]))}; Gamma–Gamma
-{html.escape(json.dumps(clv["gamma_gamma"]))}; horizon {clv["horizon_days"]} days.
+{html.escape(json.dumps(clv["gamma_gamma"]))}; horizon {clv["horizon_days"]} days;
+fitted on orders to {html.escape(clv["observation_end"])}{clv_kept}.
 Holdout from {html.escape(clv["holdout"]["calibration_end"])}: predicted
 {clv["holdout"]["predicted_total"]} purchases, actual {clv["holdout"]["actual_total"]},
 mean absolute error per customer {clv["holdout"]["mean_absolute_error"]}.</p>

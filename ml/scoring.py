@@ -34,8 +34,8 @@ from ml.churn import (
     holdout_metrics,
     risk_band,
 )
-from ml.clv import clv_holdout, fit_clv
-from ml.features import churn_features, churn_labels
+from ml.clv import clv_holdout, fit_clv, predict_clv
+from ml.features import FEATURE_NAMES, churn_features, churn_labels
 from ml.registry import DEFAULT_TOLERANCE, ModelRegistry, should_promote
 
 
@@ -47,7 +47,13 @@ class NotEnoughHistory(ValueError):
 class ScoringConfig:
     """`churn_window_days`: a customer has churned at a cutoff when they buy nothing in this
     many days after it. Training stacks up to `training_cutoffs` cutoffs `cutoff_step_days`
-    apart, each with at least `min_history_days` of orders before it."""
+    apart, each with at least `min_history_days` of orders before it.
+
+    `refit_every_days`: the churn model is retrained and lifetime value refitted once the
+    live ones were fitted on data this many days older than the as-of day (or when there
+    are none, or they answer another window or horizon). In between, a run scores with the
+    live ones: customers' figures move daily, the patterns the models learn do not. 0 refits
+    on every run."""
 
     churn_window_days: int = 30
     training_cutoffs: int = 12
@@ -56,6 +62,7 @@ class ScoringConfig:
     clv_horizon_days: int = 365
     band_thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_BAND_THRESHOLDS))
     promotion_tolerance: float = DEFAULT_TOLERANCE
+    refit_every_days: int = 7
     as_of: date | None = None
 
 
@@ -100,6 +107,8 @@ class ScoringRun:
     clv: dict[str, Any]
     scored_customers: int
     risk_bands: dict[str, int]
+    churn_refitted: bool = True
+    clv_refitted: bool = True
     seconds: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
@@ -112,6 +121,8 @@ class ScoringRun:
             "churn_candidate_version": self.candidate_version,
             "promoted": self.promoted,
             "promotion_reason": self.promotion_reason,
+            "churn_refitted": self.churn_refitted,
+            "clv_refitted": self.clv_refitted,
             "churn_holdout": self.candidate_metrics,
             "live_model_on_holdout": self.live_metrics,
             "clv_version": self.clv_version,
@@ -236,6 +247,70 @@ def register_candidate(
     )
 
 
+def _fitted_days_ago(fitted_through: date, as_of: date, refit_every_days: int) -> int | None:
+    """How many days of data a fit is behind `as_of`, if it is still recent enough to use."""
+    age = (as_of - fitted_through).days
+    return age if 0 <= age < refit_every_days else None
+
+
+def _live_churn_if_recent(
+    registry: ModelRegistry, as_of: date, window_days: int, refit_every_days: int
+) -> tuple[str, ChurnModel, int] | None:
+    """The live churn model (version, model, age in days) if it can score `as_of` without a
+    refit: fitted less than `refit_every_days` before it, for the same features and window."""
+    version = registry.live_version()
+    if version is None:
+        return None
+    details = registry.metrics(version)
+    if "holdout_cutoff" not in details:
+        return None
+    # Trained at as-of T, the holdout cutoff was T minus the window.
+    fitted_through = date.fromisoformat(details["holdout_cutoff"]) + timedelta(
+        days=int(details.get("window_days", window_days))
+    )
+    age = _fitted_days_ago(fitted_through, as_of, refit_every_days)
+    if age is None:
+        return None
+    model: ChurnModel = registry.load(version)
+    if model.feature_names != list(FEATURE_NAMES) or model.window_days != window_days:
+        return None
+    return version, model, age
+
+
+def kept_registration(
+    version: str, model: ChurnModel, age_days: int, holdout: pd.DataFrame, refit_every_days: int
+) -> Registration:
+    """The live model kept without a refit, with its figures on today's holdout: the same
+    check a candidate gets, so a model that has gone stale shows it between refits."""
+    probability = model.predict(holdout)
+    return Registration(
+        candidate_version=version,
+        scoring_model=model,
+        scoring_version=version,
+        promoted=False,
+        reason=f"not refitted: the live model was fitted {age_days} days of data ago, "
+        f"models are refitted every {refit_every_days}",
+        candidate_metrics=holdout_metrics(holdout["churned"], probability),
+        live_metrics=None,
+        candidate_probability=probability,
+    )
+
+
+def _live_clv_if_recent(
+    registry: ModelRegistry, as_of: date, horizon_days: int, refit_every_days: int
+) -> tuple[str, dict[str, Any]] | None:
+    """The live lifetime-value fit (version, its parameters and holdout) if it can predict
+    for `as_of` without a refit."""
+    version = registry.live_version()
+    if version is None:
+        return None
+    fitted: dict[str, Any] = registry.metrics(version)
+    if fitted.get("horizon_days") != horizon_days or "observation_end" not in fitted:
+        return None
+    age = _fitted_days_ago(date.fromisoformat(fitted["observation_end"]), as_of, refit_every_days)
+    return None if age is None else (version, fitted)
+
+
 @contextmanager
 def memory_limit(conn: duckdb.DuckDBPyConnection, limit: str | None) -> Iterator[None]:
     """Run a block under DuckDB memory limit `limit` (e.g. "3GB"), then restore the one before.
@@ -277,25 +352,32 @@ def score(
     timeline = plan_timeline(first_day, config.as_of or last_day, config)
     window = config.churn_window_days
 
-    examples = training_examples(conn, timeline.training_cutoffs, window)
+    churn_registry = ModelRegistry(models_dir / "churn")
     holdout = churn_features(conn, timeline.holdout_cutoff).merge(
         churn_labels(conn, timeline.holdout_cutoff, window), on="customer_id"
     )
-    lap("training_features")
-    candidate = fit_churn(examples, window_days=window)
-    lap("churn_training")
-    registration = register_candidate(
-        ModelRegistry(models_dir / "churn"),
-        candidate,
-        holdout,
-        tolerance=config.promotion_tolerance,
-        details={
-            "trained_at": run_at.isoformat(timespec="seconds"),
-            "training_cutoffs": [str(c) for c in timeline.training_cutoffs],
-            "holdout_cutoff": str(timeline.holdout_cutoff),
-        },
-    )
-    lap("churn_holdout_and_promotion")
+    kept = _live_churn_if_recent(churn_registry, timeline.as_of, window, config.refit_every_days)
+    if kept is not None:
+        registration = kept_registration(*kept, holdout, config.refit_every_days)
+        lap("churn_holdout_of_live_model")
+    else:
+        examples = training_examples(conn, timeline.training_cutoffs, window)
+        lap("training_features")
+        candidate = fit_churn(examples, window_days=window)
+        lap("churn_training")
+        registration = register_candidate(
+            churn_registry,
+            candidate,
+            holdout,
+            tolerance=config.promotion_tolerance,
+            details={
+                "trained_at": run_at.isoformat(timespec="seconds"),
+                "as_of": str(timeline.as_of),
+                "training_cutoffs": [str(c) for c in timeline.training_cutoffs],
+                "holdout_cutoff": str(timeline.holdout_cutoff),
+            },
+        )
+        lap("churn_holdout_and_promotion")
     scoring_model = registration.scoring_model
     scoring_version = registration.scoring_version
     current = churn_features(conn, timeline.as_of)
@@ -317,21 +399,36 @@ def score(
     )
 
     transactions = _transactions(conn, timeline.as_of)
-    clv_fit = fit_clv(transactions, timeline.as_of, horizon_days=config.clv_horizon_days)
-    clv_check = clv_holdout(transactions, timeline.holdout_cutoff, timeline.as_of)
-    lap("clv_fit_and_holdout")
     clv_registry = ModelRegistry(models_dir / "clv")
-    clv_summary = {
-        "bg_nbd": clv_fit.bg_nbd,
-        "gamma_gamma": clv_fit.gamma_gamma,
-        "horizon_days": config.clv_horizon_days,
-        "observation_end": str(timeline.as_of),
-        "holdout": clv_check,
-    }
-    # Lifetime value is refitted on every run (four and three parameters on all the
-    # history); the versions keep each fit and its holdout check for comparison.
-    clv_version = clv_registry.save(clv_summary, clv_summary)
-    clv_registry.promote(clv_version, "refitted on the newest history")
+    live_clv = _live_clv_if_recent(
+        clv_registry, timeline.as_of, config.clv_horizon_days, config.refit_every_days
+    )
+    if live_clv is not None:
+        clv_version, fitted = live_clv
+        clv_fit = predict_clv(
+            transactions,
+            timeline.as_of,
+            fitted["bg_nbd"],
+            fitted["gamma_gamma"],
+            horizon_days=config.clv_horizon_days,
+        )
+        # The figures of the fit in use, with the day it scored through.
+        clv_summary = {**fitted, "scored_through": str(timeline.as_of)}
+        lap("clv_prediction")
+    else:
+        clv_fit = fit_clv(transactions, timeline.as_of, horizon_days=config.clv_horizon_days)
+        clv_check = clv_holdout(transactions, timeline.holdout_cutoff, timeline.as_of)
+        lap("clv_fit_and_holdout")
+        clv_summary = {
+            "bg_nbd": clv_fit.bg_nbd,
+            "gamma_gamma": clv_fit.gamma_gamma,
+            "horizon_days": config.clv_horizon_days,
+            "observation_end": str(timeline.as_of),
+            "holdout": clv_check,
+        }
+        # Each fit is a version, with its holdout check, for comparison over time.
+        clv_version = clv_registry.save(clv_summary, clv_summary)
+        clv_registry.promote(clv_version, "refitted on the newest history")
     predictions = clv_fit.predictions
     customer_clv = pd.DataFrame(
         {
@@ -361,6 +458,8 @@ def score(
         clv=clv_summary,
         scored_customers=len(churn_scores),
         risk_bands={band: int(bands.get(band, 0)) for band in ("low", "medium", "high")},
+        churn_refitted=kept is None,
+        clv_refitted=live_clv is None,
         seconds=seconds,
     )
     holdout_scored = holdout[["customer_id", "churned"]].assign(
@@ -453,8 +552,10 @@ def write_scores(
                 "clv",
                 run.clv_version,
                 run.clv_version,
-                True,
-                "refitted on the newest history",
+                run.clv_refitted,
+                "refitted on the newest history"
+                if run.clv_refitted
+                else "not refitted: the live fit is recent enough",
                 json.dumps(run.clv, ensure_ascii=False),
             ),
         ]

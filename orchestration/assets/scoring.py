@@ -36,11 +36,14 @@ SCORING_INPUTS = [
 class ScoringRunConfig(dg.Config):
     """A customer has churned when they buy nothing for `churn_window_days`; lifetime value
     is over `clv_horizon_days`; a candidate churn model more than `promotion_tolerance`
-    worse than the live one on the holdout (ROC AUC or Brier) is not promoted."""
+    worse than the live one on the holdout (ROC AUC or Brier) is not promoted. The models
+    are refitted once the live ones are `refit_every_days` days of data old (unset:
+    CRM_SCORING_REFIT_DAYS; 0: on every run); the runs between score with the live ones."""
 
     churn_window_days: int = 30
     clv_horizon_days: int = 365
     promotion_tolerance: float = DEFAULT_TOLERANCE
+    refit_every_days: int | None = None
 
 
 @dg.multi_asset(
@@ -75,12 +78,18 @@ def customer_scoring(
     warehouse: DuckDBResource,
     settings: dg.ResourceParam[Settings],
 ) -> Iterator[dg.MaterializeResult]:
-    """Train a churn candidate, promote it only if it is not worse on the holdout, score
-    every buyer, fit lifetime value, and write the report under CRM_HOME/reports/scoring."""
+    """Train a churn candidate when one is due, promote it only if it is not worse on the
+    holdout, score every buyer, fit lifetime value when due (predict with the live fit
+    otherwise), and write the report under CRM_HOME/reports/scoring."""
     scoring_config = ScoringConfig(
         churn_window_days=config.churn_window_days,
         clv_horizon_days=config.clv_horizon_days,
         promotion_tolerance=config.promotion_tolerance,
+        refit_every_days=(
+            settings.scoring_refit_days
+            if config.refit_every_days is None
+            else config.refit_every_days
+        ),
     )
     with warehouse.get_connection() as conn, memory_limit(conn, settings.scoring_memory_limit):
         ensure_tables(conn)
@@ -114,6 +123,7 @@ def customer_scoring(
             "candidate_version": run.candidate_version,
             "promoted": run.promoted,
             "promotion_reason": run.promotion_reason,
+            "refitted": run.churn_refitted,
             "holdout_roc_auc": holdout["roc_auc"],
             "holdout_pr_auc": holdout["pr_auc"],
             "holdout_brier": holdout["brier"],
@@ -129,6 +139,7 @@ def customer_scoring(
         metadata={
             "dagster/row_count": len(frames["customer_clv"]),
             "version": run.clv_version,
+            "refitted": run.clv_refitted,
             "bg_nbd": dg.MetadataValue.json(run.clv["bg_nbd"]),
             "gamma_gamma": dg.MetadataValue.json(run.clv["gamma_gamma"]),
             "holdout_mean_absolute_error": clv_holdout["mean_absolute_error"],

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.clv import clv_holdout, fit_clv
+from ml.clv import clv_holdout, fit_clv, predict_clv
 
 
 def _cdnow_sample() -> pd.DataFrame:
@@ -121,3 +121,36 @@ def test_holdout_check_compares_predicted_and_actual_purchases_per_bucket() -> N
     assert check["predicted_total"] == pytest.approx(check["actual_total"], rel=0.15)
     assert buckets["0"]["predicted"] < buckets["3"]["predicted"] < buckets["6+"]["predicted"]
     assert buckets["6+"]["actual"] > buckets["0"]["actual"]
+
+
+def test_predicting_with_fitted_parameters_needs_no_refit() -> None:
+    transactions = _cdnow_sample()
+    fit = fit_clv(transactions, "1997-09-30")
+    # The same parameters on the same data: exactly the fit's predictions.
+    same = predict_clv(
+        transactions, "1997-09-30", fit.bg_nbd, fit.gamma_gamma, horizon_days=fit.horizon_days
+    )
+    assert same.bg_nbd == fit.bg_nbd and same.gamma_gamma == fit.gamma_gamma
+    pd.testing.assert_frame_equal(same.predictions, fit.predictions)
+    # A week later, with the week's purchases, on the same parameters: everyone is a week
+    # older, and those who bought that week have one more repeat purchase, made after the
+    # fit's end; the repeat buyers among them are more likely to be alive than they were
+    # (BG/NBD counts a customer without repeat purchases as alive for certain).
+    later = predict_clv(
+        transactions, "1997-10-07", fit.bg_nbd, fit.gamma_gamma, horizon_days=fit.horizon_days
+    )
+    assert later.observation_end.isoformat() == "1997-10-07"
+    assert later.bg_nbd == fit.bg_nbd
+    ages = (
+        later.predictions.set_index("customer_id")["T"]
+        - fit.predictions.set_index("customer_id")["T"]
+    )
+    assert (ages == 7).all()
+    bought = later.predictions.set_index("customer_id")
+    before = fit.predictions.set_index("customer_id")
+    again = bought.index[bought["frequency"] > before["frequency"]]
+    assert len(again) > 10
+    assert (bought.loc[again, "recency"] > before.loc[again, "T"]).all()
+    repeat = again[before.loc[again, "frequency"] > 0]
+    assert len(repeat) > 10
+    assert (bought.loc[repeat, "probability_alive"] > before.loc[repeat, "probability_alive"]).all()

@@ -21,8 +21,10 @@ from ml.features import FEATURES, churn_features, churn_labels
 from ml.registry import ModelRegistry
 from ml.scoring import (
     ScoringConfig,
+    ScoringRun,
     plan_timeline,
     register_candidate,
+    score,
     training_examples,
 )
 from orchestration.run import dagster_instance
@@ -259,3 +261,43 @@ def test_a_worse_candidate_is_not_promoted(resolved_home: Settings, tmp_path: Pa
     # An equally good refit is promoted.
     again = register_candidate(registry, fit_churn(examples), holdout)
     assert again.promoted and registry.live_version() == "v0003"
+
+
+def test_models_are_refitted_on_their_cadence_and_scored_with_between(
+    resolved_home: Settings, tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    with _read(resolved_home) as conn:
+        last = conn.execute(
+            "select max(ordered_on) from intermediate.int_sales__customer_orders"
+        ).fetchall()[0][0]
+
+        def run_at(as_of: date, refit_every_days: int = 7) -> ScoringRun:
+            config = ScoringConfig(as_of=as_of, refit_every_days=refit_every_days)
+            run, frames = score(conn, models, config)
+            runs.append((run, frames))
+            return run
+
+        runs: list[tuple[ScoringRun, dict[str, pd.DataFrame]]] = []
+        first = run_at(last - timedelta(days=7))
+        assert first.churn_refitted and first.clv_refitted and first.promoted
+        # A day later: the live fits are a day old, so they score the day without a refit.
+        between = run_at(last - timedelta(days=6))
+        assert not between.churn_refitted and not between.clv_refitted
+        assert not between.promoted and "not refitted" in between.promotion_reason
+        assert (between.churn_version, between.clv_version) == ("v0001", "v0001")
+        assert between.timeline.as_of == last - timedelta(days=6)
+        # Scores are of the day: everyone is a day older on the same parameters.
+        scores_first = runs[0][1]["customer_clv"].set_index("customer_id")
+        scores_between = runs[1][1]["customer_clv"].set_index("customer_id")
+        assert (scores_between["as_of_date"] == pd.Timestamp(last - timedelta(days=6))).all()
+        assert between.clv["bg_nbd"] == first.clv["bg_nbd"]
+        assert not scores_between["probability_alive"].equals(scores_first["probability_alive"])
+        # The kept model is still judged on the day's holdout.
+        assert 0.5 < between.candidate_metrics["roc_auc"] <= 1
+        # Seven days of data later the fits are due again; and 0 refits on every run.
+        due = run_at(last)
+        assert due.churn_refitted and due.clv_refitted and due.candidate_version == "v0002"
+        every_run = run_at(last, refit_every_days=0)
+        assert every_run.churn_refitted and every_run.candidate_version == "v0003"
+    assert ModelRegistry(models / "clv").versions() == ["v0001", "v0002", "v0003"]
