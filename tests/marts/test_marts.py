@@ -1,10 +1,16 @@
 """The marts on a real pipeline run: every customer segmented with bilingual labels, KPIs
 and campaign figures that reconcile with their facts, alerts that find planted behaviour,
-and incremental runs that equal a full rebuild."""
+incremental runs that equal a full rebuild, and dbt's unit tests."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -12,6 +18,7 @@ import pytest
 from crm_warehouse.alert_quality import alert_quality
 from crm_warehouse.generate import append_day
 from crm_warehouse.settings import Settings
+from orchestration.dbt_project import DBT_PROJECT_DIR
 from orchestration.run import run_pipeline
 
 pytestmark = pytest.mark.slow
@@ -116,3 +123,44 @@ def test_an_incremental_day_equals_a_full_rebuild(own_copy: Settings) -> None:
         rebuilt = {t: _fingerprint(conn, t) for t in INCREMENTAL_MODELS}
         assert _scalar(conn, "select max(ordered_on) from marts.fct_orders") == grew
     assert incremental == rebuilt
+
+
+def test_the_dbt_unit_tests_pass_on_a_real_build_and_stay_out_of_production_builds(
+    own_copy: Settings,
+) -> None:
+    invocations = own_copy.crm_home / "dbt" / "target" / "invocations"
+    ran = {
+        result["unique_id"].split(".")[0]
+        for folder in invocations.iterdir()
+        for result in json.loads((folder / "run_results.json").read_text("utf-8"))["results"]
+    }
+    assert "unit_test" not in ran and {"model", "test"} <= ran
+    manifest = json.loads(
+        (own_copy.crm_home / "dbt" / "target" / "manifest.json").read_text("utf-8")
+    )
+    defined = {name for name in manifest["unit_tests"]}
+    assert len(defined) >= 8
+    dbt = shutil.which("dbt") or str(Path(sys.executable).with_name("dbt"))
+    target = own_copy.crm_home / "dbt" / "target" / "unit"
+    result = subprocess.run(
+        [
+            dbt,
+            "test",
+            "--select",
+            "test_type:unit",
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+            "--target-path",
+            str(target),
+        ],
+        env={**os.environ, "CRM_HOME": str(own_copy.crm_home)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    results = json.loads((target / "run_results.json").read_text("utf-8"))["results"]
+    assert {r["unique_id"] for r in results} == defined
+    assert all(r["status"] == "pass" for r in results)
