@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -18,6 +19,7 @@ import pytest
 from crm_warehouse.alert_quality import alert_quality
 from crm_warehouse.generate import append_day
 from crm_warehouse.settings import Settings
+from orchestration.assets.dbt import PRODUCTION_BUILD, dbt_cli_selection
 from orchestration.dbt_project import DBT_PROJECT_DIR
 from orchestration.run import run_pipeline
 
@@ -164,3 +166,87 @@ def test_the_dbt_unit_tests_pass_on_a_real_build_and_stay_out_of_production_buil
     results = json.loads((target / "run_results.json").read_text("utf-8"))["results"]
     assert {r["unique_id"] for r in results} == defined
     assert all(r["status"] == "pass" for r in results)
+
+
+def _build_after_identity(settings: Settings, target: Path) -> subprocess.CompletedProcess[str]:
+    """The dbt parts after identity resolution (marts, then scored marts), as the pipeline
+    builds them, straight through dbt."""
+    dbt = shutil.which("dbt") or str(Path(sys.executable).with_name("dbt"))
+    for part in ("dbt_marts", "dbt_scored"):
+        result = subprocess.run(
+            [
+                dbt,
+                *PRODUCTION_BUILD,
+                *dbt_cli_selection(part),
+                "--project-dir",
+                str(DBT_PROJECT_DIR),
+                "--profiles-dir",
+                str(DBT_PROJECT_DIR),
+                "--target-path",
+                str(target),
+            ],
+            env={**os.environ, "CRM_HOME": str(settings.crm_home)},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            return result
+    return result
+
+
+def test_alert_history_follows_a_merge_to_the_survivor_and_forgets_the_erased(
+    own_copy: Settings, tmp_path: Path
+) -> None:
+    with duckdb.connect(str(own_copy.warehouse_path)) as conn:
+        younger, kind, raised_on = conn.execute(
+            "select customer_id, alert_kind, alert_date from marts.fct_customer_alerts "
+            "order by customer_id desc limit 1"
+        ).fetchall()[0]
+        older = conn.execute(
+            "select min(customer_id) from marts.dim_customers where customer_id < ?", [younger]
+        ).fetchall()[0][0]
+        earlier = raised_on - timedelta(days=1)
+        # Yesterday's history: an alert for the customer about to be merged away, and one
+        # for a customer since erased (no longer in dim_customers).
+        conn.execute(
+            "insert into marts.fct_customer_alerts "
+            "select ? as alert_date, * exclude (alert_date) from marts.fct_customer_alerts "
+            "where customer_id = ? and alert_kind = ?",
+            [earlier, younger, kind],
+        )
+        conn.execute(
+            "insert into marts.fct_customer_alerts "
+            "select ? as alert_date, 'CU999999999' as customer_id, * exclude (alert_date, "
+            "customer_id) from marts.fct_customer_alerts where customer_id = ? "
+            "and alert_kind = ?",
+            [earlier, younger, kind],
+        )
+        # Identity merges the younger id into the older, as new evidence would.
+        conn.execute(
+            "update identity.customers set merged_into = ?, merged_at = now() "
+            "where customer_id = ?",
+            [older, younger],
+        )
+        conn.execute(
+            "update identity.records set customer_id = ? where customer_id = ?", [older, younger]
+        )
+    result = _build_after_identity(own_copy, tmp_path / "target")
+    # dbt's data tests ran too: every alert's customer_id is in dim_customers.
+    assert result.returncode == 0, result.stdout[-4000:]
+    with _read(own_copy) as conn:
+        rows = conn.execute(
+            "select customer_id, alert_date, alert_kind from marts.fct_customer_alerts "
+            "where alert_date = ? and customer_id in (?, ?, 'CU999999999')",
+            [earlier, older, younger],
+        ).fetchall()
+        assert (older, earlier, kind) in rows
+        assert {row[0] for row in rows} == {older}
+        assert (
+            _scalar(
+                conn,
+                "select count(*) from marts.fct_customer_alerts where customer_id not in "
+                "(select customer_id from marts.dim_customers)",
+            )
+            == 0
+        )

@@ -2,6 +2,12 @@
 -- customer's own baseline, no order past their usual gap, a complaint spike, a complaint
 -- left unresolved past its SLA; each with severity, a reason in words and a suggested owner.
 -- Incremental: each daily run appends that day's alerts, so the table is the alert history.
+-- The history follows people as identity changes: alerts raised for an id since merged into
+-- another move to the survivor, and alerts of a customer no longer in dim_customers (erased)
+-- go, so every row names a current customer.
+
+-- depends_on: {{ ref('dim_customers') }}
+-- depends_on: {{ ref('dim_customer_id_map') }}
 
 -- on_schema_change: the enforced contract fixes the columns and their types; 'fail' would
 -- also compare the new rows' own types, which on PostgreSQL differ (text, not the contract's
@@ -12,6 +18,10 @@
         materialized='incremental',
         unique_key=['alert_date', 'customer_id', 'alert_kind'],
         on_schema_change='append_new_columns',
+        post_hook=[
+            "delete from {{ this }} where customer_id not in "
+            ~ "(select customer_id from {{ ref('dim_customers') }})"
+        ],
     )
 }}
 
@@ -58,6 +68,22 @@ membership_changes as (
     select * from {{ ref('int_sales__membership_changes') }}
 
 ),
+
+{% if is_incremental() %}
+
+id_map as (
+
+    select * from {{ ref('dim_customer_id_map') }}
+
+),
+
+raised_earlier as (
+
+    select * from {{ this }}
+
+),
+
+{% endif %}
 
 {%- set recent = var('alert_recent_days') %}
 {%- set baseline = var('alert_baseline_days') %}
@@ -264,6 +290,73 @@ final as (
     left join labels as kind_label
         on kind_label.label_kind = 'alert_kind' and kind_label.code = raised.alert_kind
 
+),
+
+{% if is_incremental() %}
+
+-- Two merged ids can carry the same alert to one survivor: one copy is kept, and none
+-- where the survivor has that alert already in this run.
+moved_to_survivors as (
+
+    select
+        raised_earlier.alert_date,
+        id_map.current_customer_id as customer_id,
+        raised_earlier.alert_kind,
+        raised_earlier.alert_kind_zh,
+        raised_earlier.alert_kind_en,
+        raised_earlier.severity,
+        raised_earlier.reason,
+        raised_earlier.suggested_owner,
+        raised_earlier.value_tier,
+        row_number() over (
+            partition by raised_earlier.alert_date, id_map.current_customer_id, raised_earlier.alert_kind
+            order by raised_earlier.customer_id
+        ) as copy_number
+    from raised_earlier
+    inner join id_map
+        on raised_earlier.customer_id = id_map.customer_id
+    where id_map.current_customer_id <> raised_earlier.customer_id
+
+),
+
+new_rows as (
+
+    select * from final
+
+    union all
+
+    select
+        moved_to_survivors.alert_date,
+        moved_to_survivors.customer_id,
+        moved_to_survivors.alert_kind,
+        moved_to_survivors.alert_kind_zh,
+        moved_to_survivors.alert_kind_en,
+        moved_to_survivors.severity,
+        moved_to_survivors.reason,
+        moved_to_survivors.suggested_owner,
+        moved_to_survivors.value_tier
+    from moved_to_survivors
+    where moved_to_survivors.copy_number = 1
+        and not exists (
+            select 1
+            from final as today
+            where today.alert_date = moved_to_survivors.alert_date
+                and today.customer_id = moved_to_survivors.customer_id
+                and today.alert_kind = moved_to_survivors.alert_kind
+        )
+
 )
 
-select * from final
+select * from new_rows
+
+{% else %}
+
+new_rows as (
+
+    select * from final
+
+)
+
+select * from new_rows
+
+{% endif %}
