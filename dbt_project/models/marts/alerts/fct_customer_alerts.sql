@@ -181,6 +181,27 @@ complaints as (
 
 ),
 
+-- One downgrade alert per customer: the latest in the window, though a customer may hold
+-- two memberships (merged by identity) or go down twice.
+latest_downgrades as (
+
+    select
+        membership_changes.customer_id,
+        membership_changes.previous_level,
+        membership_changes.membership_level,
+        membership_changes.changed_on,
+        row_number() over (
+            partition by membership_changes.customer_id
+            order by membership_changes.changed_on desc, membership_changes.sales_customer_id
+        ) as recency_rank
+    from membership_changes
+    cross join as_of
+    where membership_changes.is_downgrade
+        and membership_changes.changed_on > {{ dbt.dateadd('day', -recent, 'as_of.as_of_date') }}
+        and membership_changes.changed_on <= as_of.as_of_date
+
+),
+
 raised as (
 
     select
@@ -250,16 +271,13 @@ raised as (
     union all
 
     select
-        membership_changes.customer_id,
+        latest_downgrades.customer_id,
         'membership_downgrade' as alert_kind,
-        'membership level went down from ' || membership_changes.previous_level || ' to '
-            || membership_changes.membership_level || ' on '
-            || cast(membership_changes.changed_on as varchar) as reason
-    from membership_changes
-    cross join as_of
-    where membership_changes.is_downgrade
-        and membership_changes.changed_on > {{ dbt.dateadd('day', -recent, 'as_of.as_of_date') }}
-        and membership_changes.changed_on <= as_of.as_of_date
+        'membership level went down from ' || latest_downgrades.previous_level || ' to '
+            || latest_downgrades.membership_level || ' on '
+            || cast(latest_downgrades.changed_on as varchar) as reason
+    from latest_downgrades
+    where latest_downgrades.recency_rank = 1
 
 ),
 
