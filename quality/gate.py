@@ -299,10 +299,20 @@ RAW_GATES: tuple[TableGate, ...] = (
         ],
         day_column="opened_at",
     ),
+    # Campaign definitions arrive as whole snapshots, each a batch: a campaign is in every
+    # snapshot since it started, once per snapshot (staging reads the newest).
     TableGate(
         "raw.campaigns",
-        "select campaign_id, cost from raw.campaigns",
-        lambda base, tol: [*_key("campaign_id"), _between("cost", 0)],
+        "select campaign_id, _batch_id, cost from raw.campaigns",
+        lambda base, tol: [
+            _blocking(gx.expectations.ExpectColumnValuesToNotBeNull(column="campaign_id")),
+            _blocking(
+                gx.expectations.ExpectCompoundColumnsToBeUnique(
+                    column_list=["campaign_id", "_batch_id"]
+                )
+            ),
+            _between("cost", 0),
+        ],
     ),
     TableGate(
         "raw.campaign_touches",

@@ -91,3 +91,26 @@ def test_a_bad_raw_batch_and_a_changed_raw_schema_fail_before_dbt_reads_them(
         ("expect_column_values_to_be_in_set", "ends_after_queueing"),
         ("expect_table_columns_to_match_set", None),
     }
+
+
+def test_a_new_campaign_snapshot_passes_and_a_campaign_twice_in_one_fails(
+    own_copy: Settings,
+) -> None:
+    gate = GATES_BY_TABLE["raw.campaigns"]
+    with own_copy.connect_warehouse() as conn:
+        # The next snapshot repeats every campaign, as the source rewrites its whole file.
+        conn.execute(
+            "insert into raw.campaigns select * replace ('next-snapshot' as _batch_id) "
+            "from raw.campaigns"
+        )
+        passed = validate(conn, gate, own_copy.reports_dir)
+        conn.execute(
+            "insert into raw.campaigns select * from raw.campaigns "
+            "where _batch_id = 'next-snapshot' limit 1"
+        )
+        failed = validate(conn, gate, own_copy.reports_dir)
+    assert passed.blocking_passed, passed.failures
+    assert not failed.blocking_passed
+    assert {(f["expectation"], f["blocking"]) for f in failed.failures} == {
+        ("expect_compound_columns_to_be_unique", True)
+    }
