@@ -66,18 +66,11 @@ def fit_clv(
         fitter = GammaGammaFitter(penalizer_coef=penalizer)
         fitter.fit(repeaters["frequency"], repeaters["monetary_value"])
         gamma_gamma = {k: float(v) for k, v in fitter.params_.items()}
+    bg_nbd_params = {k: float(v) for k, v in bg_nbd.params_.items()}
     return _predicted(
-        frame,
-        summary,
-        {k: float(v) for k, v in bg_nbd.params_.items()},
-        gamma_gamma,
-        observation_end,
-        customer_id=customer_id,
-        when=when,
-        amount=amount,
-        horizon_days=horizon_days,
-        annual_discount_rate=annual_discount_rate,
-    )
+        frame, summary, bg_nbd_params, gamma_gamma, observation_end,
+        (customer_id, when, amount), horizon_days, annual_discount_rate,
+    )  # fmt: skip
 
 
 def predict_clv(
@@ -98,17 +91,9 @@ def predict_clv(
     the ones it would fit."""
     frame, summary = _summary(transactions, observation_end, customer_id, when, amount)
     return _predicted(
-        frame,
-        summary,
-        bg_nbd,
-        gamma_gamma,
-        observation_end,
-        customer_id=customer_id,
-        when=when,
-        amount=amount,
-        horizon_days=horizon_days,
-        annual_discount_rate=annual_discount_rate,
-    )
+        frame, summary, bg_nbd, gamma_gamma, observation_end,
+        (customer_id, when, amount), horizon_days, annual_discount_rate,
+    )  # fmt: skip
 
 
 def _summary(
@@ -141,14 +126,13 @@ def _predicted(
     bg_nbd_params: dict[str, float],
     gamma_gamma_params: dict[str, float],
     observation_end: date | datetime | str,
-    *,
-    customer_id: str,
-    when: str,
-    amount: str,
+    columns: tuple[str, str, str],
     horizon_days: int,
     annual_discount_rate: float,
 ) -> ClvFit:
-    """Each customer's predictions from the models with these parameters."""
+    """Each customer's predictions from the models with these parameters; `columns` are
+    the transactions' customer id, date and amount."""
+    customer_id, when, amount = columns
     bg_nbd = BetaGeoFitter()
     bg_nbd.params_ = pd.Series(bg_nbd_params)
     predictions = summary.reset_index().rename(columns={customer_id: "customer_id"})

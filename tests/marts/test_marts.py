@@ -142,14 +142,21 @@ def test_the_dbt_unit_tests_pass_on_a_real_build_and_stay_out_of_production_buil
     )
     defined = {name for name in manifest["unit_tests"]}
     assert len(defined) >= 8
-    dbt = shutil.which("dbt") or str(Path(sys.executable).with_name("dbt"))
     target = own_copy.crm_home / "dbt" / "target" / "unit"
-    result = subprocess.run(
+    result = _dbt(own_copy, target, "test", "--select", "test_type:unit")
+    assert result.returncode == 0, result.stdout[-4000:]
+    results = json.loads((target / "run_results.json").read_text("utf-8"))["results"]
+    assert {r["unique_id"] for r in results} == defined
+    assert all(r["status"] == "pass" for r in results)
+
+
+def _dbt(settings: Settings, target: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """dbt on the project, against `settings`' home, with its artefacts in `target`."""
+    dbt = shutil.which("dbt") or str(Path(sys.executable).with_name("dbt"))
+    return subprocess.run(
         [
             dbt,
-            "test",
-            "--select",
-            "test_type:unit",
+            *arguments,
             "--project-dir",
             str(DBT_PROJECT_DIR),
             "--profiles-dir",
@@ -157,39 +164,18 @@ def test_the_dbt_unit_tests_pass_on_a_real_build_and_stay_out_of_production_buil
             "--target-path",
             str(target),
         ],
-        env={**os.environ, "CRM_HOME": str(own_copy.crm_home)},
+        env={**os.environ, "CRM_HOME": str(settings.crm_home)},
         capture_output=True,
         text=True,
         check=False,
     )
-    assert result.returncode == 0, result.stdout[-4000:]
-    results = json.loads((target / "run_results.json").read_text("utf-8"))["results"]
-    assert {r["unique_id"] for r in results} == defined
-    assert all(r["status"] == "pass" for r in results)
 
 
 def _build_after_identity(settings: Settings, target: Path) -> subprocess.CompletedProcess[str]:
     """The dbt parts after identity resolution (marts, then scored marts), as the pipeline
     builds them, straight through dbt."""
-    dbt = shutil.which("dbt") or str(Path(sys.executable).with_name("dbt"))
     for part in ("dbt_marts", "dbt_scored"):
-        result = subprocess.run(
-            [
-                dbt,
-                *PRODUCTION_BUILD,
-                *dbt_cli_selection(part),
-                "--project-dir",
-                str(DBT_PROJECT_DIR),
-                "--profiles-dir",
-                str(DBT_PROJECT_DIR),
-                "--target-path",
-                str(target),
-            ],
-            env={**os.environ, "CRM_HOME": str(settings.crm_home)},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = _dbt(settings, target, *PRODUCTION_BUILD, *dbt_cli_selection(part))
         if result.returncode != 0:
             return result
     return result
