@@ -277,7 +277,7 @@ def _live_churn_if_recent(
     return version, model, age
 
 
-def kept_registration(
+def _kept_registration(
     version: str, model: ChurnModel, age_days: int, holdout: pd.DataFrame, refit_every_days: int
 ) -> Registration:
     """The live model kept without a refit, with its figures on today's holdout: the same
@@ -358,7 +358,7 @@ def score(
     )
     kept = _live_churn_if_recent(churn_registry, timeline.as_of, window, config.refit_every_days)
     if kept is not None:
-        registration = kept_registration(*kept, holdout, config.refit_every_days)
+        registration = _kept_registration(*kept, holdout, config.refit_every_days)
         lap("churn_holdout_of_live_model")
     else:
         examples = training_examples(conn, timeline.training_cutoffs, window)
@@ -372,7 +372,6 @@ def score(
             tolerance=config.promotion_tolerance,
             details={
                 "trained_at": run_at.isoformat(timespec="seconds"),
-                "as_of": str(timeline.as_of),
                 "training_cutoffs": [str(c) for c in timeline.training_cutoffs],
                 "holdout_cutoff": str(timeline.holdout_cutoff),
             },
