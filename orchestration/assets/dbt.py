@@ -40,11 +40,11 @@ class DbtBuildConfig(dg.Config):
 # dbt's unit tests check a model's logic on fixed, hand-made inputs: the same answer on every
 # run, so, as dbt advises, they run in development and CI (the test suite runs them on a
 # real build), not on every production build; data tests still run on every build.
-PRODUCTION_BUILD = ["build", "--exclude-resource-type", "unit_test"]
+PRODUCTION_BUILD = ("build", "--exclude-resource-type", "unit_test")
 
 
 def _build_args(config: DbtBuildConfig) -> list[str]:
-    return [*PRODUCTION_BUILD, "--full-refresh"] if config.full_refresh else PRODUCTION_BUILD
+    return [*PRODUCTION_BUILD, *(["--full-refresh"] if config.full_refresh else [])]
 
 
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
