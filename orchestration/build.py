@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
 
 from crm_warehouse.settings import Settings
@@ -14,7 +13,11 @@ from orchestration.assets.publish import PUBLISH_ASSETS
 from orchestration.assets.scoring import SCORING_ASSETS
 from orchestration.assets.sources import SOURCE_SPECS
 from orchestration.checks import GATE_CHECKS, RECONCILIATION_CHECKS
-from orchestration.dbt_project import dbt_executable, prepared_dbt_project
+from orchestration.dbt_project import (
+    InstalledDbtCliResource,
+    dbt_executable,
+    prepared_dbt_project,
+)
 from orchestration.jobs import crm_pipeline, crm_scoring
 from orchestration.operations import FRESHNESS_CHECKS, SENSORS, daily_schedule
 from orchestration.partitions import crm_event_backfill, event_partitions
@@ -46,7 +49,7 @@ def build_definitions(settings: Settings, *, reparse_dbt: bool = False) -> dg.De
                 database=str(settings.warehouse_path),
                 connection_config=settings.duckdb_config(),
             ),
-            "dbt": DbtCliResource(project_dir=project, dbt_executable=dbt_executable()),
+            "dbt": InstalledDbtCliResource(project_dir=project, dbt_executable=dbt_executable()),
             "settings": settings,
         },
     )

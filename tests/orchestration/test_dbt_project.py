@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+from importlib import metadata
 from pathlib import Path
+
+import dagster_dbt.core.resource
+import pytest
+from packaging import version
 
 from crm_warehouse.settings import Settings
 from orchestration.assets.dbt import (
@@ -14,7 +19,12 @@ from orchestration.assets.dbt import (
     PARTIAL_PARSE_FILE,
     invocation_target_path,
 )
-from orchestration.dbt_project import manifest_is_current
+from orchestration.dbt_project import (
+    DBT_PROJECT_DIR,
+    InstalledDbtCliResource,
+    dbt_executable,
+    manifest_is_current,
+)
 
 
 def _write_manifest(path: Path, adapter: str) -> None:
@@ -76,3 +86,31 @@ def test_only_the_newest_invocations_are_kept(tmp_path: Path) -> None:
     kept = sorted((target / "invocations").iterdir())
     assert kept == sorted(made[-KEPT_INVOCATIONS:])
     assert (made[-1] / PARTIAL_PARSE_FILE).read_bytes() == b"parse state"
+
+
+def test_the_dbt_beside_this_python_is_not_started_to_learn_its_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[list[str]] = []
+
+    def dbt_version_output(command: list[str]) -> bytes:
+        asked.append(command)
+        return b"Core:\n  - installed: 1.9.4\n"
+
+    monkeypatch.setattr(dagster_dbt.core.resource, "check_output", dbt_version_output)
+    ours = InstalledDbtCliResource(
+        project_dir=str(DBT_PROJECT_DIR), dbt_executable=dbt_executable()
+    )
+    assert ours._cli_version == version.parse(metadata.version("dbt-core"))
+    assert asked == []
+
+    # Another installation's dbt may be another version: it is asked.
+    elsewhere = tmp_path / "bin" / "dbt"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("#!/bin/sh\n", "utf-8")
+    elsewhere.chmod(0o755)
+    foreign = InstalledDbtCliResource(
+        project_dir=str(DBT_PROJECT_DIR), dbt_executable=str(elsewhere)
+    )
+    assert foreign._cli_version == version.parse("1.9.4")
+    assert asked == [[str(elsewhere), "--version"]]
