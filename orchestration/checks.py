@@ -11,7 +11,14 @@ from dagster_duckdb import DuckDBResource
 from crm_warehouse.ingest.contracts import ALL_CONTRACTS, SourceContract
 from crm_warehouse.settings import Settings
 from orchestration.dbt_project import dbt_project
-from quality.gate import GATES, TableGate, data_docs_index, expected_columns, validate
+from quality.gate import (
+    GATES,
+    TableGate,
+    data_docs_index,
+    expected_columns,
+    model_definition,
+    validate,
+)
 from quality.reconciliation import reconcile_latest_batch
 
 
@@ -58,8 +65,14 @@ def _gate_check(gate: TableGate) -> dg.AssetChecksDefinition:
         warehouse: DuckDBResource, settings: dg.ResourceParam[Settings]
     ) -> Iterator[dg.AssetCheckResult]:
         with warehouse.get_connection() as conn:
-            columns = expected_columns(gate.table, dbt_project(settings).manifest_path)
-            outcome = validate(conn, gate, settings.reports_dir, columns=columns)
+            manifest = dbt_project(settings).manifest_path
+            outcome = validate(
+                conn,
+                gate,
+                settings.reports_dir,
+                columns=expected_columns(gate.table, manifest),
+                definition=model_definition(gate.table, manifest) if gate.loaded_column else None,
+            )
         docs = dg.MetadataValue.path(str(data_docs_index(settings.reports_dir)))
         blocking = [f for f in outcome.failures if f["blocking"]]
         warnings = [f for f in outcome.failures if not f["blocking"]]
@@ -69,6 +82,8 @@ def _gate_check(gate: TableGate) -> dg.AssetChecksDefinition:
             passed=outcome.blocking_passed,
             metadata={
                 "row_count": outcome.row_count,
+                # A table that grows by loads: after a good run, only the rows loaded since.
+                "rows_checked": outcome.rows_checked,
                 "failed": dg.MetadataValue.json(blocking),
                 "data_docs": docs,
             },

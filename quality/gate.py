@@ -7,6 +7,13 @@ mart costs a few columns of memory. Comparisons with the previous run (row count
 newest day, the churn-score distribution) read `quality.gate_history`, which records only
 runs whose blocking expectations passed: a bad batch never becomes the new baseline.
 
+Raw and staging tables grow by loads, and their rows say when they were loaded. Once a table
+has passed, a run validates only the rows loaded since, as long as nothing before that point
+changed (the same number of rows as then, and for a model the same definition); keys must
+then also be new to the rows validated before. A daily run so costs the day's rows, not the
+whole history. Anything else (a first run, rows deleted or added back in time, an erasure,
+a changed model) validates the whole table.
+
 Each validation is appended to `CRM_HOME/reports/quality/results.jsonl`; GX keeps its
 results under `CRM_HOME/reports/quality/gx/`, and renders data docs of every validation where
 an expectation failed (open `gx/uncommitted/data_docs/local_site/index.html`).
@@ -45,6 +52,9 @@ class Baseline:
     row_count: int | None = None
     newest_day: date | None = None
     mean_score: float | None = None
+    # The newest load the run validated, and the dbt model's checksum then (None for raw).
+    validated_through: datetime | None = None
+    definition: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,10 @@ class TableGate:
     expectations: Expectations
     day_column: str | None = None
     score_column: str | None = None
+    # When each row was loaded: the table grows by loads, and a run validates only the rows
+    # loaded since the last good one (see the module's docstring). `query` must then end with
+    # `from <table>`.
+    loaded_column: str | None = None
 
 
 @dataclass
@@ -63,10 +77,15 @@ class Outcome:
     warnings_passed: bool
     failures: list[dict[str, Any]] = field(default_factory=list)
     row_count: int = 0
+    # The rows the suite read: the whole table, or only the rows loaded after `loaded_after`.
+    rows_checked: int = 0
+    loaded_after: datetime | None = None
 
     def as_metadata(self) -> dict[str, Any]:
         return {
             "row_count": self.row_count,
+            "rows_checked": self.rows_checked,
+            "loaded_after": None if self.loaded_after is None else self.loaded_after.isoformat(),
             "blocking_passed": self.blocking_passed,
             "warnings_passed": self.warnings_passed,
             "failures": self.failures,
@@ -269,6 +288,7 @@ RAW_GATES: tuple[TableGate, ...] = (
             _warning(_all_true("has_contact", mostly=0.8)),
             *_not_older(base, "submitted_at"),
         ],
+        loaded_column="_loaded_at",
         day_column="submitted_at",
     ),
     TableGate(
@@ -281,6 +301,7 @@ RAW_GATES: tuple[TableGate, ...] = (
             _blocking(_all_true("ends_after_queueing")),
             *_not_older(base, "queued_at"),
         ],
+        loaded_column="_loaded_at",
         day_column="queued_at",
     ),
     TableGate(
@@ -297,6 +318,7 @@ RAW_GATES: tuple[TableGate, ...] = (
             _between("satisfaction", 1, 5),
             *_not_older(base, "opened_at"),
         ],
+        loaded_column="_loaded_at",
         day_column="opened_at",
     ),
     # Campaign definitions arrive as whole snapshots, each a batch: a campaign is in every
@@ -323,6 +345,7 @@ RAW_GATES: tuple[TableGate, ...] = (
             *_key("touch_id"),
             _blocking(_all_true("known_campaign")),
         ],
+        loaded_column="_loaded_at",
     ),
     TableGate(
         "raw.sales_customers",
@@ -332,6 +355,7 @@ RAW_GATES: tuple[TableGate, ...] = (
             *_key("id"),
             _blocking(gx.expectations.ExpectColumnValuesToNotBeNull(column="member_no")),
         ],
+        loaded_column="_loaded_at",
     ),
     TableGate(
         "raw.sales_orders",
@@ -346,6 +370,7 @@ RAW_GATES: tuple[TableGate, ...] = (
             _warning(_all_true("known_customer", mostly=0.99)),
             *_not_older(base, "ordered_at"),
         ],
+        loaded_column="_loaded_at",
         day_column="ordered_at",
     ),
     TableGate(
@@ -359,6 +384,7 @@ RAW_GATES: tuple[TableGate, ...] = (
             _between("amount", 0),
             _warning(_all_true("known_order", mostly=0.99)),
         ],
+        loaded_column="_loaded_at",
     ),
 )
 
@@ -376,6 +402,7 @@ STAGING_GATES: tuple[TableGate, ...] = (
             ),
             _warning(_all_true("is_email_valid", mostly=0.5)),
         ],
+        loaded_column="loaded_at",
     ),
     TableGate(
         "staging.stg_callcentre__calls",
@@ -392,6 +419,7 @@ STAGING_GATES: tuple[TableGate, ...] = (
                 )
             ),
         ],
+        loaded_column="loaded_at",
     ),
     TableGate(
         "staging.stg_callcentre__tickets",
@@ -401,6 +429,7 @@ STAGING_GATES: tuple[TableGate, ...] = (
             *_key("ticket_id"),
             _between("satisfaction_score", 1, 5),
         ],
+        loaded_column="loaded_at",
     ),
     TableGate(
         "staging.stg_sales__customers",
@@ -413,6 +442,7 @@ STAGING_GATES: tuple[TableGate, ...] = (
                 gx.expectations.ExpectColumnValuesToNotBeNull(column="phone_e164", mostly=0.8)
             ),
         ],
+        loaded_column="loaded_at",
     ),
     TableGate(
         "staging.stg_sales__orders",
@@ -423,11 +453,13 @@ STAGING_GATES: tuple[TableGate, ...] = (
             _blocking(gx.expectations.ExpectColumnValuesToNotBeNull(column="sales_customer_id")),
             _between("order_amount", 0),
         ],
+        loaded_column="loaded_at",
     ),
     TableGate(
         "staging.stg_campaigns__touches",
         "select touch_id from staging.stg_campaigns__touches",
         lambda base, tol: [*_row_count(base, tol), *_key("touch_id")],
+        loaded_column="loaded_at",
     ),
 )
 
@@ -440,9 +472,16 @@ create table if not exists quality.gate_history (
     table_name varchar,
     row_count bigint,
     newest_day date,
-    mean_score double
+    mean_score double,
+    validated_through timestamp,
+    definition varchar
 )
 """
+# Homes made before the gate validated only new rows.
+_HISTORY_MIGRATIONS = (
+    "alter table quality.gate_history add column if not exists validated_through timestamp",
+    "alter table quality.gate_history add column if not exists definition varchar",
+)
 
 
 def _context(project_dir: Path) -> Any:
@@ -455,12 +494,88 @@ def _context(project_dir: Path) -> Any:
 def baseline(conn: duckdb.DuckDBPyConnection, table: str) -> Baseline:
     conn.execute("create schema if not exists quality")
     conn.execute(_HISTORY_DDL)
+    for migration in _HISTORY_MIGRATIONS:
+        conn.execute(migration)
     rows = conn.execute(
-        "select row_count, newest_day, mean_score from quality.gate_history "
-        "where table_name = ? order by checked_at desc limit 1",
+        "select row_count, newest_day, mean_score, validated_through, definition "
+        "from quality.gate_history where table_name = ? order by checked_at desc limit 1",
         [table],
     ).fetchall()
     return Baseline(*rows[0]) if rows else Baseline()
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """What a validation reads: the query, its parameters, and the expectations that hold
+    of those rows."""
+
+    query: str
+    parameters: dict[str, Any]
+    expectations: list[gx.expectations.Expectation]
+    loaded_after: datetime | None = None
+
+
+def _rows_to_check(
+    conn: duckdb.DuckDBPyConnection,
+    gate: TableGate,
+    base: Baseline,
+    row_tolerance: float,
+    definition: str | None,
+) -> _Rows:
+    """The whole table, or only the rows loaded since the last good validation when nothing
+    before it changed (same rows and, for a model, same definition)."""
+    whole = _Rows(gate.query, {}, gate.expectations(base, row_tolerance))
+    since = base.validated_through
+    if (
+        gate.loaded_column is None
+        or since is None
+        or base.row_count is None
+        or definition != base.definition
+    ):
+        return whole
+    loaded = gate.loaded_column
+    before = conn.execute(
+        f"select count(*) from {gate.table} where {loaded} <= ?", [since]
+    ).fetchall()[0][0]
+    if before != base.row_count:
+        return whole
+    # The rows validated before are unchanged, so what held of the table holds of them:
+    # no rows were lost and the newest day did not go back. Growth beyond the tolerance
+    # is the new rows' count; a key must be unique among the new rows and new to the old.
+    new_keys: list[gx.expectations.Expectation] = []
+    flags: list[str] = []
+    expectations: list[gx.expectations.Expectation] = []
+    growth_limit = int(base.row_count * (1 + row_tolerance)) + 1 - before
+    for expectation in whole.expectations:
+        if isinstance(expectation, gx.expectations.ExpectTableRowCountToBeBetween):
+            if expectation.max_value is not None:
+                expectations.append(
+                    _warning(gx.expectations.ExpectTableRowCountToBeBetween(max_value=growth_limit))
+                )
+            continue
+        if isinstance(expectation, gx.expectations.ExpectColumnMaxToBeBetween):
+            continue
+        expectations.append(expectation)
+        key: list[str] = []
+        if isinstance(expectation, gx.expectations.ExpectColumnValuesToBeUnique):
+            key = [expectation.column]
+        elif isinstance(expectation, gx.expectations.ExpectCompoundColumnsToBeUnique):
+            key = list(expectation.column_list)
+        if key:
+            flag = f"{'_'.join(key)}_is_new"
+            name = gate.table.split(".", 1)[1]
+            same_key = " and ".join(f"earlier.{c} = {name}.{c}" for c in key)
+            flags.append(
+                f"not exists (select 1 from {gate.table} as earlier "
+                f"where earlier.{loaded} <= $since and {same_key}) as {flag}"
+            )
+            new_keys.append(_blocking(_all_true(flag)))
+    suffix = f" from {gate.table}"
+    if not gate.query.endswith(suffix):
+        raise ValueError(f"{gate.table}: a gate on new rows needs a query ending in {suffix!r}")
+    head = gate.query[: -len(suffix)]
+    query = f"{', '.join([head, *flags])}{suffix} where {loaded} > $since"
+    return _Rows(query, {"since": since}, [*expectations, *new_keys], since)
 
 
 def _run_suite(
@@ -500,6 +615,22 @@ def _run_suite(
     return [expectation for run in result.run_results.values() for expectation in run.results]
 
 
+def model_definition(table: str, manifest_path: Path | None) -> str | None:
+    """The checksum of the dbt model that builds `table` (None for raw tables)."""
+    if table.startswith("raw."):
+        return None
+    node = _model_node(table, manifest_path)
+    return None if node is None else str(node["checksum"]["checksum"])
+
+
+def _model_node(table: str, manifest_path: Path | None) -> dict[str, Any] | None:
+    if manifest_path is None or not manifest_path.exists():
+        return None
+    name = table.split(".", 1)[1]
+    nodes = json.loads(manifest_path.read_text(encoding="utf-8"))["nodes"].values()
+    return next((n for n in nodes if n["resource_type"] == "model" and n["name"] == name), None)
+
+
 def expected_columns(table: str, manifest_path: Path | None) -> tuple[list[str], bool] | None:
     """The columns `table` must have, and whether exactly those: the ingest contract for raw,
     dbt's manifest for models (exact where the model's contract is enforced)."""
@@ -509,10 +640,7 @@ def expected_columns(table: str, manifest_path: Path | None) -> tuple[list[str],
         if contract is None:
             return None
         return [c.name for c in contract.columns] + list(RAW_LINEAGE_COLUMNS), True
-    if manifest_path is None or not manifest_path.exists():
-        return None
-    nodes = json.loads(manifest_path.read_text(encoding="utf-8"))["nodes"].values()
-    node = next((n for n in nodes if n["resource_type"] == "model" and n["name"] == name), None)
+    node = _model_node(table, manifest_path)
     if node is None or not node["columns"]:
         return None
     enforced = bool(node["config"].get("contract", {}).get("enforced"))
@@ -526,14 +654,17 @@ def validate(
     *,
     row_tolerance: float = DEFAULT_ROW_TOLERANCE,
     columns: tuple[list[str], bool] | None = None,
+    definition: str | None = None,
 ) -> Outcome:
     """Validate one table against its suite, and its schema against `columns` (the columns it
     must have, and whether only those); remember it as the baseline if the blocking
-    expectations passed."""
+    expectations passed. `definition` identifies the model that built the table (its dbt
+    checksum): a changed model is validated whole."""
     base = baseline(conn, gate.table)
-    frame = conn.execute(gate.query).df()
+    rows = _rows_to_check(conn, gate, base, row_tolerance, definition)
+    frame = conn.execute(rows.query, rows.parameters).df()
     context = _context(reports_dir / "quality")
-    results = _run_suite(context, gate.table, gate.expectations(base, row_tolerance), frame)
+    results = _run_suite(context, gate.table, rows.expectations, frame)
     if columns is not None:
         # The schema is checked on the table's real columns, without reading any row.
         layout = conn.execute(f"select * from {gate.table} limit 0").df()
@@ -565,24 +696,52 @@ def validate(
                 },
             }
         )
-    outcome = Outcome(gate.table, blocking_passed, warnings_passed, failures, len(frame))
+    row_count = (
+        len(frame)
+        if rows.loaded_after is None
+        else conn.execute(f"select count(*) from {gate.table}").fetchall()[0][0]
+    )
+    outcome = Outcome(
+        gate.table, blocking_passed, warnings_passed, failures, row_count, len(frame),
+        rows.loaded_after,
+    )  # fmt: skip
     if blocking_passed:
-        newest = frame[gate.day_column].max() if gate.day_column and len(frame) else None
+        newest = _newest_day(frame, gate.day_column, base if rows.loaded_after else None)
         scores = frame[gate.score_column].dropna() if gate.score_column else frame.iloc[0:0]
         # No scores yet (too little history to train): no baseline to drift from either.
         mean = float(scores.mean()) if len(scores) else None
+        validated_through = (
+            conn.execute(f"select max({gate.loaded_column}) from {gate.table}").fetchall()[0][0]
+            if gate.loaded_column
+            else None
+        )
         conn.execute(
-            "insert into quality.gate_history values (?, ?, ?, ?, ?)",
+            "insert into quality.gate_history (checked_at, table_name, row_count, newest_day, "
+            "mean_score, validated_through, definition) values (?, ?, ?, ?, ?, ?, ?)",
             [
                 datetime.now(UTC).replace(tzinfo=None),
                 gate.table,
-                len(frame),
-                None if newest is None or pd.isna(newest) else pd.Timestamp(newest).date(),
+                row_count,
+                newest,
                 mean,
+                validated_through,
+                definition,
             ],
         )
     _record(reports_dir, outcome)
     return outcome
+
+
+def _newest_day(frame: pd.DataFrame, column: str | None, earlier: Baseline | None) -> date | None:
+    """The newest day in `frame`, or, when it holds only new rows, in them and the `earlier`
+    ones."""
+    if column is None:
+        return None
+    days = [pd.Timestamp(frame[column].max())] if len(frame) else []
+    if earlier is not None and earlier.newest_day is not None:
+        days.append(pd.Timestamp(earlier.newest_day))
+    days = [day for day in days if not pd.isna(day)]
+    return max(days).date() if days else None
 
 
 def _observed(result: dict[str, Any]) -> Any:

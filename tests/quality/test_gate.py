@@ -12,7 +12,14 @@ import pytest
 from crm_warehouse.publish.serving import current
 from crm_warehouse.settings import Settings
 from orchestration.run import dagster_instance, run_pipeline
-from quality.gate import GATES, GATES_BY_TABLE, data_docs_index, expected_columns, validate
+from quality.gate import (
+    GATES,
+    GATES_BY_TABLE,
+    baseline,
+    data_docs_index,
+    expected_columns,
+    validate,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -114,3 +121,63 @@ def test_a_new_campaign_snapshot_passes_and_a_campaign_twice_in_one_fails(
     assert {(f["expectation"], f["blocking"]) for f in failed.failures} == {
         ("expect_compound_columns_to_be_unique", True)
     }
+
+
+def test_after_a_good_run_only_the_rows_loaded_since_are_validated(own_copy: Settings) -> None:
+    gate = GATES_BY_TABLE["raw.calls"]
+    later = "(select max(_loaded_at) from raw.calls) + interval 1 hour"
+    with own_copy.connect_warehouse() as conn:
+        calls = conn.execute("select count(*) from raw.calls").fetchall()[0][0]
+        # A later load of three good calls.
+        conn.execute(
+            f"insert into raw.calls select * replace (call_id || '-later' as call_id, "
+            f"{later} as _loaded_at) from raw.calls order by call_id limit 3"
+        )
+        good = validate(conn, gate, own_copy.reports_dir)
+        # The next load: a call validated before, again, and a call ending before it queued.
+        conn.execute(
+            f"insert into raw.calls select * replace ({later} as _loaded_at) "
+            "from raw.calls order by call_id limit 1"
+        )
+        conn.execute(
+            f"insert into raw.calls select * replace (call_id || '-bad' as call_id, "
+            f"queued_at - interval 1 minute as ended_at, {later} as _loaded_at) "
+            "from raw.calls order by call_id limit 1"
+        )
+        bad = validate(conn, gate, own_copy.reports_dir)
+        # A row deleted before the last good validation: the whole table is validated again.
+        conn.execute(
+            "delete from raw.calls where call_id = "
+            "(select max(call_id) from raw.calls where _loaded_at <= ?)",
+            [good.loaded_after],
+        )
+        whole = validate(conn, gate, own_copy.reports_dir)
+    assert good.blocking_passed, good.failures
+    assert (good.row_count, good.rows_checked) == (calls + 3, 3)
+    assert good.loaded_after is not None
+    assert not bad.blocking_passed
+    assert (bad.row_count, bad.rows_checked) == (calls + 5, 2)
+    assert {f["column"] for f in bad.failures if f["blocking"]} == {
+        "call_id_is_new",
+        "ends_after_queueing",
+    }
+    assert whole.loaded_after is None
+    assert whole.rows_checked == whole.row_count == calls + 4
+    assert {(f["expectation"], f["column"]) for f in whole.failures if f["blocking"]} == {
+        ("expect_column_values_to_be_unique", "call_id"),
+        ("expect_column_values_to_be_in_set", "ends_after_queueing"),
+    }
+
+
+def test_a_changed_model_is_validated_whole(own_copy: Settings) -> None:
+    gate = GATES_BY_TABLE["staging.stg_sales__orders"]
+    with own_copy.connect_warehouse() as conn:
+        validated = baseline(conn, gate.table)
+        unchanged = validate(conn, gate, own_copy.reports_dir, definition=validated.definition)
+        changed = validate(conn, gate, own_copy.reports_dir, definition="another checksum")
+    # The pipeline's run validated the model and recorded its dbt checksum.
+    assert validated.definition is not None and validated.validated_through is not None
+    assert unchanged.blocking_passed and changed.blocking_passed
+    assert (unchanged.rows_checked, unchanged.loaded_after) == (0, validated.validated_through)
+    assert changed.loaded_after is None
+    assert changed.rows_checked == changed.row_count == unchanged.row_count > 0
