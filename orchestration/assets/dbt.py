@@ -73,6 +73,21 @@ def invocation_target_path(project_target: Path, step: str, run_id: str) -> Path
     return path
 
 
+def keep_parse_state(invocation_path: Path, project_target: Path) -> None:
+    """Make the parse state a dbt step left the home's, for the steps after it.
+
+    The state the manifest was prepared with marks the seeds changed, so each step parsed
+    them and the models reading them again (about 1.4 s); a step's own state is current.
+    Replaced whole, so a reader never sees half a file.
+    """
+    state = invocation_path / PARTIAL_PARSE_FILE
+    if not state.exists():
+        return
+    staged = project_target / f".{PARTIAL_PARSE_FILE}.{invocation_path.name}"
+    shutil.copy2(state, staged)
+    staged.replace(project_target / PARTIAL_PARSE_FILE)
+
+
 def _prune_invocations(invocations: Path, keep: int) -> None:
     folders = sorted(
         (folder for folder in invocations.iterdir() if folder.is_dir()),
@@ -135,6 +150,7 @@ def _dbt_build_assets(project: DbtProject, name: str, **selection: str) -> dg.As
             yield from dbt.cli(
                 _build_args(config), context=context, target_path=target_path
             ).stream()
+            keep_parse_state(target_path, project.target_path)
             return
         # On PostgreSQL: the sources this part reads go in, what it built comes back to the
         # working store, where identity, scoring, the gate and publishing read it.
@@ -148,6 +164,7 @@ def _dbt_build_assets(project: DbtProject, name: str, **selection: str) -> dg.As
             )
         context.log.info(f"pushed to PostgreSQL: {_describe(pushed)}")
         yield from dbt.cli(_build_args(config), context=context, target_path=target_path).stream()
+        keep_parse_state(target_path, project.target_path)
         with warehouse.get_connection() as conn:
             pulled = pull_tables(settings.postgres, conn, built, settings.scratch_dir)
         context.log.info(f"mirrored from PostgreSQL: {_describe(pulled)}")
