@@ -114,17 +114,27 @@ def _fingerprint(conn: duckdb.DuckDBPyConnection, table: str) -> str:
     return hashlib.sha256(repr(rows).encode()).hexdigest()
 
 
+ALERTS_PER_DAY = (
+    "select alert_date, alert_kind, count(*) from marts.fct_customer_alerts "
+    "group by all order by all"
+)
+
+
 def test_an_incremental_day_equals_a_full_rebuild(own_copy: Settings) -> None:
     append_day(own_copy.sources_dir)
     assert run_pipeline(own_copy).success
     with _read(own_copy) as conn:
         incremental = {t: _fingerprint(conn, t) for t in INCREMENTAL_MODELS}
         grew = _scalar(conn, "select max(ordered_on) from marts.fct_orders")
+        alert_days = conn.execute(ALERTS_PER_DAY).fetchall()
     assert run_pipeline(own_copy, full_refresh=True).success
     with _read(own_copy) as conn:
         rebuilt = {t: _fingerprint(conn, t) for t in INCREMENTAL_MODELS}
         assert _scalar(conn, "select max(ordered_on) from marts.fct_orders") == grew
+        # The alert history is no rebuildable model: a full refresh keeps both days.
+        assert conn.execute(ALERTS_PER_DAY).fetchall() == alert_days
     assert incremental == rebuilt
+    assert len({day for day, _, _ in alert_days}) == 2
 
 
 def test_the_dbt_unit_tests_pass_on_a_real_build_and_stay_out_of_production_builds(

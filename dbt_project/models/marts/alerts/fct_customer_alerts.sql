@@ -9,6 +9,9 @@
 -- depends_on: {{ ref('dim_customers') }}
 -- depends_on: {{ ref('dim_customer_id_map') }}
 
+-- full_refresh=false: the past days' alerts are history no source holds any more (each day's
+-- alerts read that day's baselines), so `--full-refresh` keeps this table and adds the day.
+
 -- on_schema_change: the enforced contract fixes the columns and their types; 'fail' would
 -- also compare the new rows' own types, which on PostgreSQL differ (text, not the contract's
 -- varchar) though the values fit.
@@ -16,6 +19,7 @@
 {{
     config(
         materialized='incremental',
+        full_refresh=false,
         unique_key=['alert_date', 'customer_id', 'alert_kind'],
         on_schema_change='append_new_columns',
         post_hook=[
