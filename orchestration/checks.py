@@ -71,7 +71,7 @@ def _gate_check(gate: TableGate) -> dg.AssetChecksDefinition:
                 gate,
                 settings.reports_dir,
                 columns=expected_columns(gate.table, manifest),
-                definition=model_definition(gate.table, manifest) if gate.loaded_column else None,
+                definition=model_definition(gate.table, manifest),
             )
         docs = dg.MetadataValue.path(str(data_docs_index(settings.reports_dir)))
         blocking = [f for f in outcome.failures if f["blocking"]]
