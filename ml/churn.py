@@ -14,7 +14,7 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
-from lightgbm import LGBMClassifier
+from lightgbm import Booster, LGBMClassifier
 from sklearn.calibration import CalibratedClassifierCV, calibration_curve
 from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
@@ -46,11 +46,85 @@ class ChurnModel:
     def contributions(self, features: pd.DataFrame) -> np.ndarray:
         """Each feature's push on each customer's log-odds of churning (rows × features);
         with the bias column dropped, a row sums to its raw score minus the average one."""
-        matrix = self._matrix(features)
-        return np.asarray(self.trees.predict(matrix, pred_contrib=True))[:, :-1]
+        return tree_contributions(self.trees.booster_, self._matrix(features))[:, :-1]
 
     def _matrix(self, features: pd.DataFrame) -> pd.DataFrame:
         return features[self.feature_names].astype("float64")
+
+
+# LightGBM reads |x| ≤ this as zero (its kZeroThreshold, 1e-35 as a float32); a split at
+# ±this separates zero from the rest, and may send zero the missing values' way.
+_LIGHTGBM_ZERO = float(np.float32(1e-35))
+# A split's outcome for a row: its side (0 at or below the threshold, 1 above) plus 2 when
+# the value is missing, 4 when zero; so six outcomes, and a row's class in a tree is its
+# outcomes as the digits of a base-6 number. Per tree, a lookup table over every class is
+# used while it stays this small (depth-3 trees have at most 7 splits: 279,936 classes).
+_OUTCOMES = 6
+_LOOKUP_LIMIT = 1 << 20
+
+
+def tree_contributions(booster: Booster, matrix: pd.DataFrame) -> np.ndarray:
+    """Exact TreeSHAP values of a binary LightGBM model: the same as
+    `booster.predict(matrix, pred_contrib=True)` (rows × features, then the bias column),
+    computed a tree at a time, which is much faster for shallow trees and many rows.
+
+    Shapley values add up over the trees of an ensemble, and one tree's TreeSHAP values for
+    a row depend only on which way the row goes at each of that tree's splits, on its path
+    and off it (Lundberg et al. 2020, Algorithm 2). A depth-3 tree has at most 7 splits, so
+    a million rows fall into a few dozen classes per tree: LightGBM explains one row of each
+    class, for that tree alone, and every row takes its class's values. A split's outcome
+    here is finer than LightGBM's decision (missing and zero values are classes of their
+    own), so a class never mixes rows that LightGBM would send different ways.
+    """
+    if booster.num_model_per_iteration() != 1:
+        raise ValueError("tree_contributions explains binary and regression models only")
+    splits = booster.trees_to_dataframe()
+    splits = splits.loc[splits["split_feature"].notna()]
+    if (splits["decision_type"] != "<=").any():
+        raise ValueError("tree_contributions needs numerical splits (`<=`) only")
+    # Column-major: each split reads one feature's values, contiguous.
+    values = np.asfortranarray(matrix.to_numpy(dtype="float64"))
+    special = np.asfortranarray(
+        np.where(np.isnan(values), 2, 0) + np.where(np.abs(values) <= _LIGHTGBM_ZERO, 4, 0)
+    ).astype("int64")
+    column_of = {name: column for column, name in enumerate(matrix.columns)}
+    rows, features = values.shape
+    result = np.zeros((rows, features + 1), order="F")
+    splits_of = dict(iter(splits.groupby("tree_index")))
+    for tree in range(booster.num_trees()):
+        # A tree without splits (a single leaf) still adds its value to the bias.
+        nodes = splits_of.get(tree, splits.iloc[0:0])
+        columns = [column_of[name] for name in nodes["split_feature"]]
+        outcome = np.zeros(rows, dtype="int64")
+        for column, threshold in zip(columns, nodes["threshold"], strict=True):
+            outcome *= _OUTCOMES
+            outcome += special[:, column]
+            outcome += values[:, column] > threshold
+        representatives, classes = _classes(outcome, _OUTCOMES ** len(columns))
+        explained = np.asarray(
+            booster.predict(
+                values[representatives], start_iteration=tree, num_iteration=1, pred_contrib=True
+            )
+        )
+        # A tree moves only the features it splits on, and the bias.
+        for column in [*sorted(set(columns)), features]:
+            result[:, column] += explained[classes, column]
+    return np.ascontiguousarray(result)
+
+
+def _classes(codes: np.ndarray, code_count: int) -> tuple[np.ndarray, np.ndarray]:
+    """One row of each distinct code, and each row's class (an index into those rows)."""
+    if code_count > _LOOKUP_LIMIT:
+        _, representatives, classes = np.unique(codes, return_index=True, return_inverse=True)
+        return representatives, classes.reshape(-1)
+    member = np.zeros(code_count, dtype="int64")
+    member[codes] = np.arange(len(codes))  # any row of a class represents it
+    present = np.zeros(code_count, dtype=bool)
+    present[codes] = True
+    codes_present = np.flatnonzero(present)
+    position = np.zeros(code_count, dtype="int64")
+    position[codes_present] = np.arange(len(codes_present))
+    return member[codes_present], position[codes]
 
 
 def fit_churn(

@@ -13,10 +13,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from lightgbm import LGBMClassifier
 
 from crm_warehouse.alert_quality import planted_churn_auc
 from crm_warehouse.settings import Settings
-from ml.churn import fit_churn
+from ml.churn import fit_churn, tree_contributions
 from ml.features import FEATURES, churn_features, churn_labels
 from ml.registry import ModelRegistry
 from ml.scoring import (
@@ -188,6 +189,44 @@ def test_reasons_quote_real_features_of_that_customer(resolved_home: Settings) -
                 assert en == feature.reason_en.format(value=f"{value:.0f}")
                 checked += 1
     assert checked > 50
+
+
+def test_tree_contributions_are_lightgbms_own_treeshap_values(resolved_home: Settings) -> None:
+    with _read(resolved_home) as conn:
+        current = churn_features(conn, _as_of(conn))
+    registry = ModelRegistry(resolved_home.models_dir / "churn")
+    model = registry.load(str(registry.live_version()))
+    # Besides the customers: rows exactly at each split's threshold, a hair either side of
+    # it, at zero and missing, where a row could be put in the wrong class.
+    splits = model.trees.booster_.trees_to_dataframe().dropna(subset=["split_feature"])
+    edges = []
+    for name, threshold in zip(splits["split_feature"], splits["threshold"], strict=True):
+        below, above = np.nextafter(threshold, -np.inf), np.nextafter(threshold, np.inf)
+        for value in (threshold, below, above, 0.0, -0.0, np.nan):
+            row = current.iloc[len(edges) % len(current)].copy()
+            row[name] = value
+            edges.append(row)
+    rows = pd.concat([current, pd.DataFrame(edges)], ignore_index=True)
+    matrix = rows[model.feature_names].astype("float64")
+    lightgbm = np.asarray(model.trees.predict(matrix, pred_contrib=True))
+    np.testing.assert_allclose(
+        tree_contributions(model.trees.booster_, matrix), lightgbm, rtol=0, atol=1e-12
+    )
+    np.testing.assert_array_equal(
+        model.contributions(rows), tree_contributions(model.trees.booster_, matrix)[:, :-1]
+    )
+    # Trees that never split (a leaf each) still count, in the bias.
+    tiny = matrix.iloc[:60]
+    stumps = LGBMClassifier(n_estimators=3, min_child_samples=1000, verbose=-1).fit(
+        tiny, np.arange(len(tiny)) % 2
+    )
+    assert stumps.booster_.trees_to_dataframe()["split_feature"].isna().all()
+    np.testing.assert_allclose(
+        tree_contributions(stumps.booster_, tiny),
+        np.asarray(stumps.predict(tiny, pred_contrib=True)),
+        rtol=0,
+        atol=1e-12,
+    )
 
 
 def test_next_actions_follow_the_rules_and_tiers_rank_on_lifetime_value(
