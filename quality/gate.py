@@ -14,9 +14,10 @@ then also be new to the rows validated before. A daily run so costs the day's ro
 whole history. Anything else (a first run, rows deleted or added back in time, an erasure,
 a changed model) validates the whole table.
 
-Each validation is appended to `CRM_HOME/reports/quality/results.jsonl`; GX keeps its
-results under `CRM_HOME/reports/quality/gx/`, and renders data docs of every validation where
-an expectation failed (open `gx/uncommitted/data_docs/local_site/index.html`).
+Each validation is appended to `CRM_HOME/reports/quality/results.jsonl`. GX validates in
+memory; a validation where an expectation failed is run again in the file context under
+`CRM_HOME/reports/quality/gx/`, which keeps its result and renders its data docs (open
+`gx/uncommitted/data_docs/local_site/index.html`).
 """
 
 from __future__ import annotations
