@@ -71,9 +71,10 @@ def test_features_at_a_cutoff_ignore_everything_after_it(own_copy: Settings) -> 
             [later],
         )
         conn.execute(
-            "insert into intermediate.int_identity__record_customers by name "
+            "insert into identity.records by name "
             "select 'tickets:future-ticket' as record_id, 'tickets' as source, "
-            "'future-ticket' as source_key, ? as customer_id",
+            "'future-ticket' as source_key, 'x' as fingerprint, ? as customer_id, "
+            "now() as linked_at, 'test' as run_id",
             [customer],
         )
         conn.execute(

@@ -1,4 +1,8 @@
 -- Each resolved source record with the customer it belongs to now.
+-- A view: a projection of identity.records, which the identity step keeps current; a copy
+-- cost 2.4 s of every run at 1M customers, before anything after it could start.
+
+{{ config(materialized='view') }}
 
 with
 

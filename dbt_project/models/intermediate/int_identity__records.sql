@@ -1,6 +1,10 @@
 -- Every source record that says who a person is, in the record schema identity
 -- resolution reads (crm_warehouse.identity.records). Calls carry only a number and
 -- campaign touches a member number: they are attributed after resolution, not matched.
+-- A view: it only projects three staging tables, which identity resolution reads once a run;
+-- writing their 1.8M rows again at 1M customers cost 4.8 s of every run.
+
+{{ config(materialized='view') }}
 
 with
 
