@@ -246,3 +246,96 @@ def test_alert_history_follows_a_merge_to_the_survivor_and_forgets_the_erased(
             )
             == 0
         )
+
+
+def _golden_records(conn: duckdb.DuckDBPyConnection, without: str) -> str:
+    rows = conn.execute(
+        "select * from marts.dim_customers where customer_id <> ? order by customer_id", [without]
+    ).fetchall()
+    return hashlib.sha256(repr(rows).encode()).hexdigest()
+
+
+def test_an_incremental_golden_record_equals_a_full_rebuild_after_merges_moves_and_updates(
+    own_copy: Settings, tmp_path: Path
+) -> None:
+    with duckdb.connect(str(own_copy.warehouse_path)) as conn:
+        several = [
+            row[0]
+            for row in conn.execute(
+                "select customer_id from marts.dim_customers where source_record_count >= 2 "
+                "order by customer_id limit 5"
+            ).fetchall()
+        ]
+        survivor, merged_away, mover, erased, untouched = several
+        regular_member = conn.execute(
+            "select d.customer_id, d.member_no from marts.dim_customers as d "
+            "where d.membership_level = 'regular' and not list_contains(?, d.customer_id) "
+            "order by d.customer_id limit 1",
+            [several],
+        ).fetchall()[0]
+        # Identity merges one customer into another (records follow, linked_at unchanged),
+        # moves a record of a third to a fourth (linked again), forgets a fifth's records.
+        conn.execute(
+            "update identity.records set customer_id = ? where customer_id = ?",
+            [survivor, merged_away],
+        )
+        conn.execute(
+            "update identity.customers set merged_into = ?, merged_at = now() "
+            "where customer_id = ?",
+            [survivor, merged_away],
+        )
+        conn.execute(
+            "update identity.records set customer_id = ?, linked_at = now() "
+            "where record_id = (select min(record_id) from identity.records "
+            "where customer_id = ?)",
+            [untouched, mover],
+        )
+        for table in ("identity.records", "identity.customers"):
+            conn.execute(f"delete from {table} where customer_id = ?", [erased])
+        # The sales system upgrades a member: staging loads the row again.
+        conn.execute(
+            "update staging.stg_sales__customers set membership_level = 'diamond', "
+            "loaded_at = cast(now() at time zone 'UTC' as timestamp) where member_no = ?",
+            [regular_member[1]],
+        )
+        # A customer no input names: a normal run leaves the built row as it is.
+        bystander = conn.execute(
+            "select min(customer_id) from marts.dim_customers where not list_contains(?, customer_id) "
+            "and customer_id <> ?",
+            [several, regular_member[0]],
+        ).fetchall()[0][0]
+        conn.execute(
+            "update marts.dim_customers set full_name = 'not rebuilt' where customer_id = ?",
+            [bystander],
+        )
+    result = _build_after_identity(own_copy, tmp_path / "target")
+    assert result.returncode == 0, result.stdout[-4000:]
+    with _read(own_copy) as conn:
+        incremental = _golden_records(conn, without=bystander)
+        ids = {row[0] for row in conn.execute("select customer_id from marts.dim_customers").fetchall()}
+        assert survivor in ids and mover in ids and untouched in ids
+        assert merged_away not in ids and erased not in ids
+        assert _scalar(
+            conn,
+            f"select membership_level from marts.dim_customers where customer_id = '{regular_member[0]}'",
+        ) == "diamond"
+        assert _scalar(
+            conn, f"select full_name from marts.dim_customers where customer_id = '{bystander}'"
+        ) == "not rebuilt"
+    rebuilt = _dbt(
+        own_copy, tmp_path / "rebuilt", "run", "--select", "dim_customers", "--full-refresh"
+    )
+    assert rebuilt.returncode == 0, rebuilt.stdout[-4000:]
+    with _read(own_copy) as conn:
+        assert _golden_records(conn, without=bystander) == incremental
+        assert _scalar(
+            conn, f"select full_name from marts.dim_customers where customer_id = '{bystander}'"
+        ) != "not rebuilt"
+        counts = dict(
+            conn.execute(
+                "select customer_id, count(*) from identity.records group by all"
+            ).fetchall()
+        )
+        assert counts == dict(
+            conn.execute("select customer_id, source_record_count from marts.dim_customers").fetchall()
+        )

@@ -1,6 +1,27 @@
 -- The golden record: one row per current customer_id. Each field is the non-empty value
 -- from the most trusted source (seed identity_source_priority), the most recent within it,
 -- and says which source it came from.
+--
+-- Incremental: a normal run rebuilds only the customers whose inputs changed since the last
+-- build (a record gained or lost, a record linked again, a source row loaded again), which
+-- at 1M customers is a few percent of them; the post-hook drops ids that no longer hold a
+-- record (merged away, erased). A change to the seed or to this model's rules reaches the
+-- customers already built on a `--full-refresh` run, as with every incremental model.
+--
+-- on_schema_change: as fct_customer_alerts, the enforced contract fixes the columns.
+
+{{
+    config(
+        materialized='incremental',
+        unique_key='customer_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
+        post_hook=[
+            "delete from {{ this }} where customer_id not in "
+            ~ "(select customer_id from {{ ref('int_identity__record_customers') }})"
+        ],
+    )
+}}
 
 with
 
@@ -34,12 +55,127 @@ source_priority as (
 
 ),
 
+linked_records as (
+
+    -- linked_at is a point in time; loaded_at is UTC wall-clock time, as every staged time.
+    select
+        customer_id,
+        source,
+        source_key,
+        cast(linked_at at time zone 'UTC' as timestamp) as linked_at
+    from record_customers
+
+),
+
+{% if is_incremental() %}
+{%- set built_columns = adapter.get_columns_in_relation(this) | map(attribute='name') | list %}
+
+built as (
+
+    select
+        customer_id,
+        source_record_count,
+        {% if 'inputs_loaded_at' in built_columns -%}
+        inputs_loaded_at
+        {%- else -%}
+        cast(null as timestamp) as inputs_loaded_at
+        {%- endif %}
+    from {{ this }}
+
+),
+
+-- Every input time of a built row is at or before its build, and every change since came
+-- later, so whatever arrived after the newest input time built is all that is new.
+watermark as (
+
+    select max(inputs_loaded_at) as loaded_at from built
+
+),
+
+record_counts as (
+
+    select customer_id, count(*) as record_count
+    from linked_records
+    group by customer_id
+
+),
+
+changed_customers as (
+
+    -- Gained or lost a record: new records, merges, splits.
+    select record_counts.customer_id
+    from record_counts
+    left join built
+        on record_counts.customer_id = built.customer_id
+    where built.customer_id is null
+        or built.source_record_count <> record_counts.record_count
+
+    union
+
+    -- A record linked again (a changed record, or one that moved between customers).
+    select linked_records.customer_id
+    from linked_records
+    cross join watermark
+    where linked_records.linked_at > watermark.loaded_at
+
+    union
+
+    -- A source row loaded again: an updated member, a ticket's new status.
+    select linked_records.customer_id
+    from sales_customers
+    cross join watermark
+    inner join linked_records
+        on linked_records.source = 'sales_customers'
+        and linked_records.source_key = sales_customers.member_no
+    where sales_customers.loaded_at > watermark.loaded_at
+
+    union
+
+    select linked_records.customer_id
+    from form_submissions
+    cross join watermark
+    inner join linked_records
+        on linked_records.source = 'forms'
+        and linked_records.source_key = form_submissions.submission_id
+    where form_submissions.loaded_at > watermark.loaded_at
+
+    union
+
+    select linked_records.customer_id
+    from tickets
+    cross join watermark
+    inner join linked_records
+        on linked_records.source = 'tickets'
+        and linked_records.source_key = tickets.ticket_id
+    where tickets.loaded_at > watermark.loaded_at
+
+    union
+
+    -- Built before inputs_loaded_at existed: everyone is rebuilt once.
+    select customer_id
+    from built
+    where inputs_loaded_at is null
+
+),
+
+{% endif %}
+
+customer_records as (
+
+    select linked_records.*
+    from linked_records
+    {% if is_incremental() %}
+    where linked_records.customer_id in (select customer_id from changed_customers)
+    {% endif %}
+
+),
+
 sales_values as (
 
     select
-        record_customers.customer_id,
-        record_customers.source,
-        record_customers.source_key,
+        customer_records.customer_id,
+        customer_records.source,
+        customer_records.source_key,
         sales_customers.full_name,
         sales_customers.gender,
         sales_customers.birth_date,
@@ -53,20 +189,21 @@ sales_values as (
         sales_customers.customer_type,
         cast(null as boolean) as has_marketing_consent,
         sales_customers.registered_at as first_seen_at,
-        sales_customers.updated_at as observed_at
-    from record_customers
+        sales_customers.updated_at as observed_at,
+        greatest(customer_records.linked_at, sales_customers.loaded_at) as loaded_at
+    from customer_records
     inner join sales_customers
-        on record_customers.source = 'sales_customers'
-        and record_customers.source_key = sales_customers.member_no
+        on customer_records.source = 'sales_customers'
+        and customer_records.source_key = sales_customers.member_no
 
 ),
 
 form_values as (
 
     select
-        record_customers.customer_id,
-        record_customers.source,
-        record_customers.source_key,
+        customer_records.customer_id,
+        customer_records.source,
+        customer_records.source_key,
         form_submissions.full_name,
         cast(null as varchar) as gender,
         cast(null as date) as birth_date,
@@ -80,20 +217,21 @@ form_values as (
         cast(null as varchar) as customer_type,
         form_submissions.has_marketing_consent,
         form_submissions.submitted_at as first_seen_at,
-        form_submissions.submitted_at as observed_at
-    from record_customers
+        form_submissions.submitted_at as observed_at,
+        greatest(customer_records.linked_at, form_submissions.loaded_at) as loaded_at
+    from customer_records
     inner join form_submissions
-        on record_customers.source = 'forms'
-        and record_customers.source_key = form_submissions.submission_id
+        on customer_records.source = 'forms'
+        and customer_records.source_key = form_submissions.submission_id
 
 ),
 
 ticket_values as (
 
     select
-        record_customers.customer_id,
-        record_customers.source,
-        record_customers.source_key,
+        customer_records.customer_id,
+        customer_records.source,
+        customer_records.source_key,
         tickets.customer_name as full_name,
         cast(null as varchar) as gender,
         cast(null as date) as birth_date,
@@ -107,11 +245,12 @@ ticket_values as (
         cast(null as varchar) as customer_type,
         cast(null as boolean) as has_marketing_consent,
         tickets.opened_at as first_seen_at,
-        tickets.updated_at as observed_at
-    from record_customers
+        tickets.updated_at as observed_at,
+        greatest(customer_records.linked_at, tickets.loaded_at) as loaded_at
+    from customer_records
     inner join tickets
-        on record_customers.source = 'tickets'
-        and record_customers.source_key = tickets.ticket_id
+        on customer_records.source = 'tickets'
+        and customer_records.source_key = tickets.ticket_id
 
 ),
 
@@ -172,6 +311,7 @@ golden as (
         {{ pick_lowest('has_marketing_consent', 'recency_rank') }} as has_marketing_consent,
         min(first_seen_at) as first_seen_at,
         max(observed_at) as last_seen_at,
+        max(loaded_at) as inputs_loaded_at,
         count(*) as source_record_count
     from ranked_values
     group by customer_id
@@ -212,7 +352,8 @@ final as (
         golden.first_seen_at,
         golden.last_seen_at,
         sources_seen.sources_seen,
-        cast(golden.source_record_count as integer) as source_record_count
+        cast(golden.source_record_count as integer) as source_record_count,
+        golden.inputs_loaded_at
     from golden
     inner join sources_seen
         on golden.customer_id = sources_seen.customer_id
