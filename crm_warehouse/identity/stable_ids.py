@@ -130,10 +130,9 @@ def link_staged_records(
 ) -> IdentityRun:
     """The pipeline's identity step: link the records dbt staged (`STAGED_RECORDS`) with
     the model under `CRM_HOME/models/identity` and the configured memory."""
-    records = warehouse.sql(f"select * from {STAGED_RECORDS}").df()
     return link_records(
         warehouse,
-        records,
+        warehouse.sql(f"select * from {STAGED_RECORDS}"),
         settings.identity_model_dir,
         retrain=retrain,
         memory_limit=settings.identity_memory_limit,
@@ -147,7 +146,7 @@ def ensure_identity_schema(conn: duckdb.DuckDBPyConnection) -> None:
 
 def link_records(
     warehouse: duckdb.DuckDBPyConnection,
-    records: pd.DataFrame,
+    records: pd.DataFrame | duckdb.DuckDBPyRelation,
     model_dir: Path,
     *,
     retrain: bool = False,
@@ -155,7 +154,8 @@ def link_records(
     memory_limit: str = "2GB",
     scratch_dir: Path | None = None,
 ) -> IdentityRun:
-    """Give every record in `records` (the record schema) its stable `customer_id`.
+    """Give every record in `records` (the record schema: a frame, or a relation on
+    `warehouse`) its stable `customer_id`.
 
     Without a saved model, or with `retrain`, a model is trained on all records, saved to
     `model_dir` and every record is resolved again, keeping the ids already issued wherever
@@ -192,7 +192,7 @@ def link_records(
     run = IdentityRun(
         run_id=run_id,
         mode="full" if full else "incremental",
-        records_total=len(records),
+        records_total=_scalar(warehouse, "select count(*) from fingerprints"),
         seconds=round(time.perf_counter() - started, 2),
         model_trained_at=model.trained_at,
         threshold=model.threshold if threshold is None else threshold,
@@ -203,20 +203,43 @@ def link_records(
 
 
 def _worth_preparing(
-    warehouse: duckdb.DuckDBPyConnection, records: pd.DataFrame, *, everything: bool
+    warehouse: duckdb.DuckDBPyConnection,
+    records: pd.DataFrame | duckdb.DuckDBPyRelation,
+    *,
+    everything: bool,
 ) -> pd.DataFrame:
     """The records that are new or changed since they were last linked (all of them for a
     full run), found by a fingerprint of their raw values, so an unchanged million records
-    are not normalised again every run."""
+    are not normalised again every run. A relation stays in DuckDB until then: only the
+    records worth preparing become a frame."""
+    fingerprint = ", ".join(f"cast({c} as varchar)" for c in RECORD_COLUMNS if c != "updated_at")
+    worth_it = """
+        select f.record_id from fingerprints as f
+        left join identity.records as r using (record_id)
+        where r.fingerprint is distinct from f.fingerprint
+    """
+    if isinstance(records, duckdb.DuckDBPyRelation):
+        records.select(", ".join(RECORD_COLUMNS)).create_view("records_input", replace=True)
+        warehouse.execute(
+            f"""
+            create or replace temp table fingerprints as
+            select source || ':' || source_key as record_id,
+                   md5(concat_ws(chr(31), {fingerprint})) as fingerprint
+            from records_input
+            """
+        )
+        chosen = "" if everything else f"where source || ':' || source_key in ({worth_it})"
+        return warehouse.sql(
+            f"select * from records_input {chosen} order by source, source_key"
+        ).df()
     frame = records.reindex(columns=list(RECORD_COLUMNS)).reset_index(drop=True)
     warehouse.register("records_frame", frame.assign(_position=range(len(frame))))
-    fingerprints = ", ".join(f"cast({c} as varchar)" for c in RECORD_COLUMNS if c != "updated_at")
     warehouse.execute(
         f"""
         create or replace temp table fingerprints as
         select _position as position,
                cast(source as varchar) || ':' || cast(source_key as varchar) as record_id,
-               md5(concat_ws(chr(31), {fingerprints})) as fingerprint
+               md5(concat_ws(chr(31), {fingerprint})) as fingerprint
         from records_frame
         """
     )
@@ -224,11 +247,10 @@ def _worth_preparing(
     if everything:
         return frame
     positions = warehouse.sql(
-        """
-        select f.position from fingerprints as f
-        left join identity.records as r using (record_id)
-        where r.fingerprint is distinct from f.fingerprint
-        order by f.position
+        f"""
+        select position from fingerprints
+        where record_id in ({worth_it})
+        order by position
         """
     ).fetchnumpy()["position"]
     return frame.iloc[positions]
