@@ -74,6 +74,7 @@ def prepared_dbt_project(settings: Settings, *, reparse: bool = False) -> DbtPro
     if stale:
         settings.crm_home.mkdir(parents=True, exist_ok=True)
         project.preparer.prepare(project)
+        record_parsed_project(project.manifest_path)
     else:
         project.prepare_if_dev()
     return project
@@ -84,16 +85,51 @@ _PARSED_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".md", ".py"}
 _ARTEFACT_FOLDERS = {"target", "logs", "dbt_packages"}
 
 
+def _parsed_project_stamp(manifest_path: Path) -> Path:
+    return manifest_path.with_name("manifest.parsed_from")
+
+
+def _manifest_metadata(manifest_path: Path) -> dict[str, object] | None:
+    try:
+        metadata: dict[str, object] = json.loads(manifest_path.read_text(encoding="utf-8"))[
+            "metadata"
+        ]
+    except (OSError, ValueError, KeyError):
+        return None
+    return metadata
+
+
+def _parse_origin(metadata: dict[str, object], project_dir: Path) -> str:
+    """The project directory a manifest was parsed from, and the parse's invocation: a
+    manifest written over later by anything else (an older release) no longer matches."""
+    return f"{project_dir.resolve()}\n{metadata.get('invocation_id')}"
+
+
+def record_parsed_project(manifest_path: Path, project_dir: Path = DBT_PROJECT_DIR) -> None:
+    """Note which project directory `manifest_path` was just parsed from: the manifest
+    itself holds only relative paths."""
+    _parsed_project_stamp(manifest_path).write_text(
+        _parse_origin(_manifest_metadata(manifest_path) or {}, project_dir), encoding="utf-8"
+    )
+
+
 def manifest_is_current(
     manifest_path: Path, target: str, project_dir: Path = DBT_PROJECT_DIR
 ) -> bool:
-    """Whether `manifest_path` was parsed for `target` after the last change to any file of
-    the dbt project in `project_dir` (and to the `DBT_ENV_CUSTOM_ENV_*` variables)."""
-    if not manifest_path.exists():
+    """Whether `manifest_path` was parsed from `project_dir` for `target` after the last
+    change to any file of that dbt project (and to the `DBT_ENV_CUSTOM_ENV_*` variables).
+
+    The directory counts because file times only order changes within one checkout: a home
+    run from another checkout (an older release, a second deployment) has files older than
+    a manifest parsed from this one, and would load nodes dbt no longer builds, or miss new
+    ones."""
+    metadata = _manifest_metadata(manifest_path)
+    if metadata is None:
         return False
-    try:
-        metadata = json.loads(manifest_path.read_text(encoding="utf-8"))["metadata"]
-    except (OSError, ValueError, KeyError):
+    stamp = _parsed_project_stamp(manifest_path)
+    if not stamp.exists() or stamp.read_text(encoding="utf-8") != _parse_origin(
+        metadata, project_dir
+    ):
         return False
     if metadata.get("adapter_type") != target or metadata.get("env") != _parse_environment():
         return False

@@ -24,6 +24,7 @@ from orchestration.dbt_project import (
     InstalledDbtCliResource,
     dbt_executable,
     manifest_is_current,
+    record_parsed_project,
 )
 
 
@@ -32,7 +33,9 @@ def _write_manifest(path: Path, adapter: str) -> None:
     path.write_text(json.dumps({"metadata": {"adapter_type": adapter, "env": {}}}), "utf-8")
 
 
-def test_a_manifest_is_stale_after_a_change_to_the_project_or_the_target(tmp_path: Path) -> None:
+def test_a_manifest_is_stale_after_a_change_to_the_project_its_checkout_or_the_target(
+    tmp_path: Path,
+) -> None:
     project = tmp_path / "dbt_project"
     model = project / "models" / "marts" / "fct_orders.sql"
     model.parent.mkdir(parents=True)
@@ -43,6 +46,20 @@ def test_a_manifest_is_stale_after_a_change_to_the_project_or_the_target(tmp_pat
     _write_manifest(manifest, "duckdb")
     older = manifest.stat().st_mtime - 60
     os.utime(model, (older, older))
+    # Parsed from another checkout of the project, whose files are just as old: parse again.
+    other_checkout = tmp_path / "release" / "dbt_project"
+    record_parsed_project(manifest, other_checkout)
+    assert not manifest_is_current(manifest, "duckdb", project)
+    record_parsed_project(manifest, project)
+    assert manifest_is_current(manifest, "duckdb", project)
+    # Parsed over by a release that keeps no note of its checkout: parse again.
+    manifest.write_text(
+        json.dumps({"metadata": {"adapter_type": "duckdb", "env": {}, "invocation_id": "x"}}),
+        "utf-8",
+    )
+    assert not manifest_is_current(manifest, "duckdb", project)
+    _write_manifest(manifest, "duckdb")
+    record_parsed_project(manifest, project)
     assert manifest_is_current(manifest, "duckdb", project)
     # Another engine's manifest carries its own relations: parse again.
     assert not manifest_is_current(manifest, "postgres", project)
