@@ -300,8 +300,8 @@ def test_an_incremental_golden_record_equals_a_full_rebuild_after_merges_moves_a
         )
         # A customer no input names: a normal run leaves the built row as it is.
         bystander = conn.execute(
-            "select min(customer_id) from marts.dim_customers where not list_contains(?, customer_id) "
-            "and customer_id <> ?",
+            "select min(customer_id) from marts.dim_customers "
+            "where not list_contains(?, customer_id) and customer_id <> ?",
             [several, regular_member[0]],
         ).fetchall()[0][0]
         conn.execute(
@@ -312,30 +312,44 @@ def test_an_incremental_golden_record_equals_a_full_rebuild_after_merges_moves_a
     assert result.returncode == 0, result.stdout[-4000:]
     with _read(own_copy) as conn:
         incremental = _golden_records(conn, without=bystander)
-        ids = {row[0] for row in conn.execute("select customer_id from marts.dim_customers").fetchall()}
+        ids = {
+            row[0] for row in conn.execute("select customer_id from marts.dim_customers").fetchall()
+        }
         assert survivor in ids and mover in ids and untouched in ids
         assert merged_away not in ids and erased not in ids
-        assert _scalar(
-            conn,
-            f"select membership_level from marts.dim_customers where customer_id = '{regular_member[0]}'",
-        ) == "diamond"
-        assert _scalar(
-            conn, f"select full_name from marts.dim_customers where customer_id = '{bystander}'"
-        ) == "not rebuilt"
+        assert (
+            _scalar(
+                conn,
+                "select membership_level from marts.dim_customers "
+                f"where customer_id = '{regular_member[0]}'",
+            )
+            == "diamond"
+        )
+        assert (
+            _scalar(
+                conn, f"select full_name from marts.dim_customers where customer_id = '{bystander}'"
+            )
+            == "not rebuilt"
+        )
     rebuilt = _dbt(
         own_copy, tmp_path / "rebuilt", "run", "--select", "dim_customers", "--full-refresh"
     )
     assert rebuilt.returncode == 0, rebuilt.stdout[-4000:]
     with _read(own_copy) as conn:
         assert _golden_records(conn, without=bystander) == incremental
-        assert _scalar(
-            conn, f"select full_name from marts.dim_customers where customer_id = '{bystander}'"
-        ) != "not rebuilt"
+        assert (
+            _scalar(
+                conn, f"select full_name from marts.dim_customers where customer_id = '{bystander}'"
+            )
+            != "not rebuilt"
+        )
         counts = dict(
             conn.execute(
                 "select customer_id, count(*) from identity.records group by all"
             ).fetchall()
         )
         assert counts == dict(
-            conn.execute("select customer_id, source_record_count from marts.dim_customers").fetchall()
+            conn.execute(
+                "select customer_id, source_record_count from marts.dim_customers"
+            ).fetchall()
         )
