@@ -39,7 +39,8 @@ def _column_row(column: Column) -> str:
     if column.maximum is not None:
         rules.append(f"≤ {column.maximum:g}")
     if column.type in ("timestamp", "timestamptz", "date"):
-        rules.append("not in the future")
+        ahead = column.planned_days_ahead
+        rules.append("not in the future" if ahead == 0 else f"at most {ahead} days ahead")
     note = f" {column.description}" if column.description else ""
     return (
         f"| `{column.name}` | {names} | {_TYPE_WORDS[column.type]} | "

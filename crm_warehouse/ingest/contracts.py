@@ -26,6 +26,10 @@ TRUE_WORDS = ("true", "t", "1", "yes", "y", "是", "同意")
 FALSE_WORDS = ("false", "f", "0", "no", "n", "否", "不同意")
 
 
+# How far ahead a planned date may lie; later is more likely a typo (2062 for 2026).
+PLANNED_DAYS_AHEAD = 366
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -35,6 +39,9 @@ class Column:
     max_length: int | None = None
     minimum: float | None = None
     maximum: float | None = None
+    # A date a source plans ahead (a campaign's start and end): accepted up to this many
+    # days after today; any other date or time is quarantined once it is in the future.
+    planned_days_ahead: int = 0
     description: str = ""
 
     @property
@@ -178,8 +185,9 @@ CAMPAIGNS = SourceContract(
         Column("campaign_id", required=True, max_length=32),
         Column("campaign_name", max_length=200),
         Column("channel", max_length=50),
-        Column("start_date", "date", required=True),
-        Column("end_date", "date"),
+        # Campaigns are defined ahead of their dates: a running campaign ends in the future.
+        Column("start_date", "date", required=True, planned_days_ahead=PLANNED_DAYS_AHEAD),
+        Column("end_date", "date", planned_days_ahead=PLANNED_DAYS_AHEAD),
         Column("cost", "decimal", minimum=0),
         Column("target_segment", max_length=100),
     ),

@@ -174,13 +174,15 @@ def row_problem_expression(contract: SourceContract, local_now: datetime) -> str
             )
         )
         if column.type in ("timestamp", "timestamptz", "date"):
+            ahead = column.planned_days_ahead
+            too_late = "is in the future" if ahead == 0 else f"is over {ahead} days ahead"
             rules.append(
                 (
-                    f"{typed} > timestamp {horizon} + interval 1 day",
+                    f"{typed} > timestamp {horizon} + interval {ahead + 1} day",
                     _problem(
                         "future_date",
                         label,
-                        f"'field {label}: ' || cast({typed} as varchar) || ' is in the future'",
+                        f"'field {label}: ' || cast({typed} as varchar) || ' {too_late}'",
                     ),
                 )
             )

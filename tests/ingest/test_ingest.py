@@ -423,3 +423,40 @@ def test_a_repeated_ticket_version_is_a_duplicate_but_a_new_version_is_not(
         "select position, reason_code, reason from quarantine.rejected_rows"
     ).fetchall()
     assert held[0][:2] == (2, "duplicate_id") and "first seen in" in held[0][2]
+
+
+def test_a_campaign_planned_ahead_loads_and_a_date_years_ahead_is_quarantined(
+    crm_home: Settings, warehouse: duckdb.DuckDBPyConnection
+) -> None:
+    from datetime import date, timedelta
+
+    from crm_warehouse.ingest.contracts import CAMPAIGNS, PLANNED_DAYS_AHEAD
+
+    folder = crm_home.campaigns_dir
+    folder.mkdir(parents=True)
+    today = date.today()
+    rows = [
+        # Running now, ends in two weeks; announced for next month; a typo years ahead.
+        ("CMP0001", today - timedelta(days=3), today + timedelta(days=14)),
+        ("CMP0002", today + timedelta(days=30), today + timedelta(days=44)),
+        ("CMP0003", today, today + timedelta(days=PLANNED_DAYS_AHEAD + 30)),
+    ]
+    with (folder / "campaigns.csv").open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["campaign_id", "campaign_name", "start_date", "end_date", "cost"])
+        for campaign_id, start, end in rows:
+            writer.writerow([campaign_id, "双十一预热", start.isoformat(), end.isoformat(), "100"])
+    fileset = FileSet(CAMPAIGNS, folder, "campaigns*.csv", "csv")
+
+    counts = load_file_sources(
+        warehouse, [fileset], "Asia/Shanghai", crm_home.scratch_dir, blocklist=Blocklist.empty()
+    )
+
+    assert (counts.rows_loaded, counts.rows_quarantined) == (2, 1)
+    loaded = warehouse.execute("select campaign_id from raw.campaigns order by 1").fetchall()
+    assert loaded == [("CMP0001",), ("CMP0002",)]
+    held = warehouse.execute(
+        "select record_key, reason_code, reason from quarantine.rejected_rows"
+    ).fetchall()
+    assert held[0][:2] == ("CMP0003", "future_date")
+    assert f"over {PLANNED_DAYS_AHEAD} days ahead" in held[0][2]
