@@ -185,11 +185,19 @@ def test_reasons_quote_real_features_of_that_customer(resolved_home: Settings) -
                 assert (
                     value * feature.risk_direction > feature.reason_beyond * feature.risk_direction
                 )
-            if code in ("days_since_last_order", "orders_30d", "orders_90d", "lifetime_orders"):
-                assert zh == feature.reason_zh.format(value=f"{value:.0f}")
-                assert en == feature.reason_en.format(value=f"{value:.0f}")
-                checked += 1
-    assert checked > 50
+            # Each reason quotes this customer's own value, in the feature's format.
+            if code in ("spend_90d", "average_order_value"):
+                shown = f"{value:,.0f}"
+            elif code == "gap_overdue_ratio":
+                shown = f"{value:.1f}"
+            elif code == "orders_change_30d":
+                shown = f"{int(value):+d}"
+            else:
+                shown = f"{int(value):d}"
+            assert zh == feature.reason_zh.format(value=shown), (customer, code)
+            assert en == feature.reason_en.format(value=shown), (customer, code)
+            checked += 1
+    assert checked > 150
 
 
 def test_tree_contributions_are_lightgbms_own_treeshap_values(resolved_home: Settings) -> None:
