@@ -57,7 +57,8 @@ def fit_clv(
     Transactions after `observation_end` are ignored; several on one day count as one
     purchase of their summed amount (the models' unit is a purchase occasion). `penalizer`
     is a small L2 penalty that keeps the fit stable on sparse data; 0 gives the plain
-    maximum-likelihood estimates of the papers.
+    maximum-likelihood estimates of the papers. A fit that does not converge is retried
+    with a ten times stronger penalty, up to 0.1.
     """
     summary, occasion_mean = _purchase_summary(
         transactions, observation_end, customer_id=customer_id, when=when, amount=amount
@@ -66,8 +67,7 @@ def fit_clv(
     repeaters = summary[(summary["frequency"] > 0) & (summary["monetary_value"] > 0)]
     gamma_gamma: dict[str, float] = {}
     if len(repeaters) >= 2:
-        fitter = GammaGammaFitter(penalizer_coef=penalizer)
-        fitter.fit(repeaters["frequency"], repeaters["monetary_value"])
+        fitter = _fit_gamma_gamma(repeaters["frequency"], repeaters["monetary_value"], penalizer)
         gamma_gamma = {k: float(v) for k, v in fitter.params_.items()}
     bg_nbd_params = {k: float(v) for k, v in bg_nbd.params_.items()}
     return _predicted(
@@ -250,6 +250,21 @@ def _fit_bg_nbd(
                 histories["T"],
                 weights=histories["customers"],
             )
+        except ConvergenceError:
+            if penalizer >= 0.1:
+                raise
+            penalizer = max(penalizer * 10, 0.001)
+
+
+def _fit_gamma_gamma(
+    frequency: pd.Series, monetary_value: pd.Series, penalizer: float
+) -> GammaGammaFitter:
+    """Gamma–Gamma by maximum likelihood, with the same retries as BG/NBD: at a million
+    customers a day's data once left it unconverged at 0.001, which stopped the run."""
+    while True:
+        fitter = GammaGammaFitter(penalizer_coef=penalizer)
+        try:
+            return fitter.fit(frequency, monetary_value)
         except ConvergenceError:
             if penalizer >= 0.1:
                 raise

@@ -188,3 +188,33 @@ def test_the_purchase_summary_is_lifetimes_own() -> None:
         )
     # 客户乙's purchase at 23:59 on the last day is after the end (midnight): not counted.
     assert fit.predictions.set_index("customer_id").loc["客户乙", "frequency"] == 0.0
+
+
+def test_a_spend_model_that_does_not_converge_is_fitted_again_with_a_stronger_penalty() -> None:
+    # Every purchase costs the same: the spend model's maximum likelihood runs off to
+    # infinity, and lifetimes stops with ConvergenceError unless penalised.
+    rng = np.random.default_rng(5)
+    rows = [
+        (f"C{customer}", pd.Timestamp("2026-01-01") + pd.Timedelta(days=int(day)), 100.0)
+        for customer in range(400)
+        for day in np.sort(rng.choice(300, size=int(rng.integers(1, 8)), replace=False))
+    ]
+    transactions = pd.DataFrame(rows, columns=["customer_id", "date", "amount"])
+    repeaters = transactions.groupby("customer_id").size() > 1
+    with pytest.raises(lifetimes.utils.ConvergenceError):
+        summary = lifetimes.utils.summary_data_from_transaction_data(
+            transactions, "customer_id", "date", "amount", observation_period_end="2026-10-31"
+        )
+        summary = summary[summary["frequency"] > 0]
+        lifetimes.GammaGammaFitter(penalizer_coef=0.0).fit(
+            summary["frequency"], summary["monetary_value"]
+        )
+
+    fit = fit_clv(transactions, "2026-10-31", penalizer=0.0)
+
+    assert set(fit.gamma_gamma) == {"p", "q", "v"}
+    predictions = fit.predictions.set_index("customer_id")
+    bought_again = predictions.loc[repeaters[repeaters].index]
+    # Every purchase was 100: the expected purchase of anyone who bought again stays near it
+    # (the penalty that made the fit converge shrinks the model a little).
+    assert bought_again["expected_average_value"].to_numpy() == pytest.approx(100.0, rel=0.2)
