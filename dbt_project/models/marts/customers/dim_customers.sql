@@ -121,35 +121,21 @@ changed_customers as (
     union
 
     -- A source row loaded again: an updated member, a ticket's new status.
+    {%- for source, rows, key in [
+        ('sales_customers', 'sales_customers', 'member_no'),
+        ('forms', 'form_submissions', 'submission_id'),
+        ('tickets', 'tickets', 'ticket_id'),
+    ] %}
     select linked_records.customer_id
-    from sales_customers
+    from {{ rows }}
     cross join watermark
     inner join linked_records
-        on linked_records.source = 'sales_customers'
-        and linked_records.source_key = sales_customers.member_no
-    where sales_customers.loaded_at > watermark.loaded_at
+        on linked_records.source = '{{ source }}'
+        and linked_records.source_key = {{ rows }}.{{ key }}
+    where {{ rows }}.loaded_at > watermark.loaded_at
 
     union
-
-    select linked_records.customer_id
-    from form_submissions
-    cross join watermark
-    inner join linked_records
-        on linked_records.source = 'forms'
-        and linked_records.source_key = form_submissions.submission_id
-    where form_submissions.loaded_at > watermark.loaded_at
-
-    union
-
-    select linked_records.customer_id
-    from tickets
-    cross join watermark
-    inner join linked_records
-        on linked_records.source = 'tickets'
-        and linked_records.source_key = tickets.ticket_id
-    where tickets.loaded_at > watermark.loaded_at
-
-    union
+    {% endfor %}
 
     -- Built before inputs_loaded_at existed: everyone is rebuilt once.
     select customer_id
