@@ -11,14 +11,18 @@ fitted before, for the days between refits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TypeVar
 
 import duckdb
 import numpy as np
 import pandas as pd
 from lifetimes import BetaGeoFitter, GammaGammaFitter
 from lifetimes.utils import ConvergenceError
+
+Fitted = TypeVar("Fitted")
 
 
 @dataclass(frozen=True)
@@ -231,40 +235,43 @@ def _predicted(
 def _fit_bg_nbd(
     frequency: pd.Series, recency: pd.Series, age: pd.Series, penalizer: float
 ) -> BetaGeoFitter:
-    """BG/NBD by maximum likelihood; when it does not converge (customers who almost never
-    drop out drive a and b apart), retry with a ten times stronger penalty, as lifetimes
-    advises, up to 0.1. Customers with one history share one likelihood term, so the fit
-    runs on the distinct (frequency, recency, T) with their counts as weights: a million
-    customers are a few tens of thousands of rows."""
+    """BG/NBD by maximum likelihood (`_penalised`: it does not converge when customers
+    almost never drop out, which drives a and b apart). Customers with one history share
+    one likelihood term, so the fit runs on the distinct (frequency, recency, T) with their
+    counts as weights: a million customers are a few tens of thousands of rows."""
     histories = (
         pd.DataFrame({"frequency": frequency, "recency": recency, "T": age})
         .value_counts()
         .reset_index(name="customers")
     )
-    while True:
-        fitter = BetaGeoFitter(penalizer_coef=penalizer)
-        try:
-            return fitter.fit(
-                histories["frequency"],
-                histories["recency"],
-                histories["T"],
-                weights=histories["customers"],
-            )
-        except ConvergenceError:
-            if penalizer >= 0.1:
-                raise
-            penalizer = max(penalizer * 10, 0.001)
+    return _penalised(
+        lambda strength: BetaGeoFitter(penalizer_coef=strength).fit(
+            histories["frequency"],
+            histories["recency"],
+            histories["T"],
+            weights=histories["customers"],
+        ),
+        penalizer,
+    )
 
 
 def _fit_gamma_gamma(
     frequency: pd.Series, monetary_value: pd.Series, penalizer: float
 ) -> GammaGammaFitter:
-    """Gamma–Gamma by maximum likelihood, with the same retries as BG/NBD: at a million
-    customers a day's data once left it unconverged at 0.001, which stopped the run."""
+    """Gamma–Gamma by maximum likelihood (`_penalised`: at a million customers a day's data
+    once left it unconverged at 0.001, which stopped the run)."""
+    return _penalised(
+        lambda strength: GammaGammaFitter(penalizer_coef=strength).fit(frequency, monetary_value),
+        penalizer,
+    )
+
+
+def _penalised(fit: Callable[[float], Fitted], penalizer: float) -> Fitted:
+    """`fit(penalizer)`; when it does not converge, again with a ten times stronger penalty,
+    as lifetimes advises, up to 0.1."""
     while True:
-        fitter = GammaGammaFitter(penalizer_coef=penalizer)
         try:
-            return fitter.fit(frequency, monetary_value)
+            return fit(penalizer)
         except ConvergenceError:
             if penalizer >= 0.1:
                 raise
