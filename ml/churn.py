@@ -201,14 +201,16 @@ def _shown(name: str, values: np.ndarray) -> list[str]:
     return [f"{v:d}" for v in values.astype("int64")]
 
 
-def _worded(template: str, name: str, values: np.ndarray) -> np.ndarray:
-    """`template` with each of `values` in it. Worded once per distinct value: a million
-    customers share a few thousand day counts and order counts."""
+def _worded(templates: tuple[str, ...], name: str, values: np.ndarray) -> list[np.ndarray]:
+    """Each of `templates` with each of `values` in it. Worded once per distinct value: a
+    million customers share a few thousand day counts and order counts."""
     distinct, each = np.unique(values, return_inverse=True)
-    before, after = template.split("{value}")
-    return np.array([before + shown + after for shown in _shown(name, distinct)], dtype=object)[
-        each
-    ]
+    shown = _shown(name, distinct)
+    worded = []
+    for template in templates:
+        before, after = template.split("{value}")
+        worded.append(np.array([before + text + after for text in shown], dtype=object)[each])
+    return worded
 
 
 def _joined(parts: list[np.ndarray], counts: np.ndarray, separator: str) -> np.ndarray:
@@ -259,8 +261,9 @@ def explain(
                 continue
             feature = FEATURES[name]
             code[chosen] = name
-            zh[chosen] = _worded(feature.reason_zh, name, values[chosen, column])
-            en[chosen] = _worded(feature.reason_en, name, values[chosen, column])
+            zh[chosen], en[chosen] = _worded(
+                (feature.reason_zh, feature.reason_en), name, values[chosen, column]
+            )
         codes.append(code)
         reasons_zh.append(zh)
         reasons_en.append(en)
