@@ -58,6 +58,16 @@ def dbt_project(settings: Settings) -> DbtProject:
     )
 
 
+def share_home_with_dbt(settings: Settings) -> None:
+    """Give the dbt processes this one starts the same home, as an absolute path.
+
+    dbt's profile reads the warehouse path from `CRM_HOME`, and dbt runs in the project's
+    folder. Unset, dbt stopped on a missing variable although `Settings` defaults it to
+    `./.crm`; relative, dbt would have built a second warehouse inside the project folder.
+    """
+    os.environ["CRM_HOME"] = str(settings.crm_home)
+
+
 def prepared_dbt_project(settings: Settings, *, reparse: bool = False) -> DbtProject:
     """The project with a manifest to load: parsed now if missing, stale-able in dev.
 
@@ -66,6 +76,7 @@ def prepared_dbt_project(settings: Settings, *, reparse: bool = False) -> DbtPro
     """
     project = dbt_project(settings)
     dbt_executable()
+    share_home_with_dbt(settings)
     stale = (
         not manifest_is_current(project.manifest_path, settings.target)
         if reparse

@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 import dagster_dbt.core.resource
+import duckdb
 import pytest
 from packaging import version
 
@@ -24,6 +25,7 @@ from orchestration.dbt_project import (
     InstalledDbtCliResource,
     dbt_executable,
     manifest_is_current,
+    prepared_dbt_project,
     record_parsed_project,
 )
 
@@ -134,3 +136,31 @@ def test_the_dbt_beside_this_python_is_not_started_to_learn_its_version(
     )
     assert foreign._cli_version == version.parse("1.9.4")
     assert asked == [[str(elsewhere), "--version"]]
+
+
+@pytest.mark.parametrize("crm_home", [None, "relative-home"], ids=["unset", "relative"])
+def test_dbt_builds_in_the_home_the_settings_name_when_crm_home_is_unset_or_relative(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crm_home: str | None
+) -> None:
+    # dbt runs in the project folder and its profile reads CRM_HOME: unset, the parse
+    # stopped on the missing variable; relative, dbt built inside the project folder.
+    monkeypatch.chdir(tmp_path)
+    if crm_home is None:
+        monkeypatch.delenv("CRM_HOME", raising=False)
+    else:
+        monkeypatch.setenv("CRM_HOME", crm_home)
+    settings = Settings.from_env()
+    expected_home = tmp_path / (crm_home or ".crm")
+    assert settings.crm_home == expected_home
+
+    project = prepared_dbt_project(settings)
+    InstalledDbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
+        ["seed", "--select", "segment_labels"], target_path=tmp_path / "seed-target"
+    ).wait()
+
+    assert project.manifest_path == expected_home / "dbt" / "target" / "manifest.json"
+    assert project.manifest_path.exists()
+    with duckdb.connect(str(expected_home / "warehouse.duckdb"), read_only=True) as conn:
+        labels = conn.execute("select count(*) from reference.segment_labels").fetchall()[0][0]
+    assert labels > 0
+    assert not (DBT_PROJECT_DIR / (crm_home or ".crm")).exists()
