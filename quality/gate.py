@@ -9,10 +9,11 @@ runs whose blocking expectations passed: a bad batch never becomes the new basel
 
 Raw and staging tables grow by loads, and their rows say when they were loaded. Once a table
 has passed, a run validates only the rows loaded since, as long as nothing before that point
-changed (the same number of rows as then, and for a model the same definition); keys must
-then also be new to the rows validated before. A daily run so costs the day's rows, not the
-whole history. Anything else (a first run, rows deleted or added back in time, an erasure,
-a changed model) validates the whole table.
+was added (no more rows loaded before it than were validated), the table did not shrink, and
+for a model the definition is the same; keys must then also be new to the rows validated
+before. A row updated in place carries a new load time, so it is validated with the new ones.
+A daily run so costs the day's rows, not the whole history. Anything else (a first run, a
+smaller table, rows added back in time, a changed model) validates the whole table.
 
 Each validation is appended to `CRM_HOME/reports/quality/results.jsonl`. GX validates in
 memory; a validation where an expectation failed is run again in the file context under
@@ -537,14 +538,18 @@ def _rows_to_check(
     ):
         return whole
     loaded = gate.loaded_column
-    before = conn.execute(
-        f"select count(*) from {gate.table} where {loaded} <= ?", [since]
-    ).fetchall()[0][0]
-    if before != base.row_count:
+    before, total = conn.execute(
+        f"select count(*) filter (where {loaded} <= ?), count(*) from {gate.table}", [since]
+    ).fetchall()[0]
+    # Rows loaded before may only have gone: an update in place (the sales pull's orders
+    # and members, staged tickets) gives a row a new load time, and it is then validated
+    # with the new rows. More of them than validated means rows added back in time; a
+    # smaller table, rows lost: either is validated whole.
+    if before > base.row_count or total < base.row_count:
         return whole
-    # The rows validated before are unchanged, so what held of the table holds of them:
-    # no rows were lost and the newest day did not go back. Growth beyond the tolerance
-    # is the new rows' count; a key must be unique among the new rows and new to the old.
+    # The rows validated before that are left are unchanged, so what held of the table
+    # holds of them, and the table did not shrink. Growth beyond the tolerance is the new
+    # rows' count; a key must be unique among the new rows and new to the old.
     new_keys: list[gx.expectations.Expectation] = []
     flags: list[str] = []
     expectations: list[gx.expectations.Expectation] = []

@@ -149,10 +149,11 @@ def test_after_a_good_run_only_the_rows_loaded_since_are_validated(own_copy: Set
             "from raw.calls order by call_id limit 1"
         )
         bad = validate(conn, gate, own_copy.reports_dir)
-        # A row deleted before the last good validation: the whole table is validated again.
+        # Rows loaded before the last good validation deleted, more than were loaded since:
+        # the table shrank, so the whole of it is validated again.
         conn.execute(
-            "delete from raw.calls where call_id = "
-            "(select max(call_id) from raw.calls where _loaded_at <= ?)",
+            "delete from raw.calls where call_id in (select call_id from raw.calls "
+            "where _loaded_at <= ? order by call_id desc limit 3)",
             [good.loaded_after],
         )
         whole = validate(conn, gate, own_copy.reports_dir)
@@ -166,10 +167,44 @@ def test_after_a_good_run_only_the_rows_loaded_since_are_validated(own_copy: Set
         "ends_after_queueing",
     }
     assert whole.loaded_after is None
-    assert whole.rows_checked == whole.row_count == calls + 4
+    assert whole.rows_checked == whole.row_count == calls + 2
     assert {(f["expectation"], f["column"]) for f in whole.failures if f["blocking"]} == {
         ("expect_column_values_to_be_unique", "call_id"),
         ("expect_column_values_to_be_in_set", "ends_after_queueing"),
+    }
+
+
+def test_an_order_updated_in_place_is_validated_with_the_new_rows(own_copy: Settings) -> None:
+    # The sales pull updates orders in place: the row gets a new load time and leaves the
+    # rows loaded before. Those left are a part of what was validated, so only the updated
+    # row is read, not the whole table.
+    gate = GATES_BY_TABLE["raw.sales_orders"]
+    later = "(select max(_loaded_at) from raw.sales_orders) + interval 1 hour"
+    with own_copy.connect_warehouse() as conn:
+        orders = conn.execute("select count(*) from raw.sales_orders").fetchall()[0][0]
+        first, second = (
+            row[0]
+            for row in conn.execute(
+                "select id from raw.sales_orders order by id limit 2"
+            ).fetchall()
+        )
+        conn.execute(
+            f"update raw.sales_orders set total_amount = 10, _loaded_at = {later} where id = ?",
+            [first],
+        )
+        updated = validate(conn, gate, own_copy.reports_dir)
+        conn.execute(
+            f"update raw.sales_orders set total_amount = -5, _loaded_at = {later} where id = ?",
+            [second],
+        )
+        negative = validate(conn, gate, own_copy.reports_dir)
+    assert updated.blocking_passed, updated.failures
+    assert updated.loaded_after is not None
+    assert (updated.row_count, updated.rows_checked) == (orders, 1)
+    assert not negative.blocking_passed
+    assert (negative.row_count, negative.rows_checked) == (orders, 1)
+    assert {(f["expectation"], f["column"]) for f in negative.failures if f["blocking"]} == {
+        ("expect_column_values_to_be_between", "total_amount")
     }
 
 
