@@ -260,8 +260,13 @@ def erase_customer(
                     continue
                 rewrites.append((path, new))
                 if ledger_row is not None:
+                    # Without the rewritten file's size and time, which come after the
+                    # commit: ingest reads the file and finds its hash known until the next
+                    # change to it is loaded.
                     conn.execute(
-                        "insert into meta.loaded_files values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "insert into meta.loaded_files (source, path, content_hash, "
+                        "start_byte, end_byte, line_count, rows_in, batch_id, loaded_at) "
+                        "values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         ledger_row,
                     )
             conn.execute("commit")

@@ -103,6 +103,9 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
             batch_id varchar not null,
             loaded_at timestamp not null
         )""")
+    # Each loaded file's size and modification time: a file with both unchanged is not read.
+    for column in ("file_size", "modified_ns"):
+        conn.execute(f"alter table meta.loaded_files add column if not exists {column} bigint")
     conn.execute("""
         create table if not exists meta.watermarks (
             source varchar primary key,

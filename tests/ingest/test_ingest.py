@@ -4,6 +4,7 @@ idempotent, incremental, all or nothing."""
 from __future__ import annotations
 
 import csv
+import os
 import sqlite3
 from pathlib import Path
 
@@ -423,6 +424,68 @@ def test_a_repeated_ticket_version_is_a_duplicate_but_a_new_version_is_not(
         "select position, reason_code, reason from quarantine.rejected_rows"
     ).fetchall()
     assert held[0][:2] == (2, "duplicate_id") and "first seen in" in held[0][2]
+
+
+def test_a_file_is_read_again_only_once_its_size_or_modification_time_changed(
+    crm_home: Settings, warehouse: duckdb.DuckDBPyConnection
+) -> None:
+    from crm_warehouse.ingest.contracts import TICKETS
+
+    folder = crm_home.callcentre_dir
+    folder.mkdir(parents=True)
+    log = folder / "tickets.jsonl"
+
+    def ticket(ticket_id: str) -> str:
+        return (
+            f'{{"ticket_id": "{ticket_id}", "status": "open", '
+            '"opened_at": "2026-10-01 09:00:00", "updated_at": "2026-10-01 09:30:00"}\n'
+        )
+
+    def load() -> list[str]:
+        counts = load_file_sources(
+            warehouse,
+            [FileSet(TICKETS, folder, "tickets*.jsonl", "jsonl")],
+            "Asia/Shanghai",
+            crm_home.scratch_dir,
+            blocklist=Blocklist.empty(),
+        )
+        return counts.files
+
+    def loaded_ids() -> list[str]:
+        rows = warehouse.execute("select ticket_id from raw.tickets order by ticket_id")
+        return [row[0] for row in rows.fetchall()]
+
+    log.write_text(ticket("T1"), encoding="utf-8")
+    assert load() == [log.as_posix()]
+    # Rewritten to the same size with its modification time put back: the quick check of
+    # rsync and git takes it as unchanged, so it is not even read.
+    kept = log.stat()
+    log.write_text(ticket("T2"), encoding="utf-8")
+    os.utime(log, ns=(kept.st_atime_ns, kept.st_mtime_ns))
+    assert load() == []
+    assert loaded_ids() == ["T1"]
+    # Touched: read again, and its new content loads.
+    os.utime(log, ns=(kept.st_atime_ns, kept.st_mtime_ns + 1_000_000_000))
+    assert load() == [log.as_posix()]
+    assert loaded_ids() == ["T1", "T2"]
+    # Grown: only the tail is loaded, from where the last load ended.
+    with log.open("a", encoding="utf-8") as appending:
+        appending.write(ticket("T3"))
+    assert load() == [log.as_posix()]
+    assert loaded_ids() == ["T1", "T2", "T3"]
+    assert warehouse.execute(
+        "select start_byte, end_byte, file_size from meta.loaded_files order by loaded_at"
+    ).fetchall()[-1] == (len(ticket("T2")), log.stat().st_size, log.stat().st_size)
+    # Only touched: read once, found loaded, and its new time recorded, so that a same-size
+    # rewrite with that time put back is then skipped unread as well.
+    grown = log.stat()
+    os.utime(log, ns=(grown.st_atime_ns, grown.st_mtime_ns + 2_000_000_000))
+    assert load() == []
+    touched = log.stat()
+    log.write_text(ticket("T2") + ticket("T4"), encoding="utf-8")
+    os.utime(log, ns=(touched.st_atime_ns, touched.st_mtime_ns))
+    assert load() == []
+    assert loaded_ids() == ["T1", "T2", "T3"]
 
 
 def test_a_campaign_planned_ahead_loads_and_a_date_years_ahead_is_quarantined(
