@@ -64,6 +64,12 @@ def test_negative_amounts_and_a_duplicated_key_fail_the_blocking_half(
     # The failure is rendered in the data docs the check links to.
     index = data_docs_index(own_copy.reports_dir).read_text(encoding="utf-8")
     assert "marts.fct_orders" in index
+    # Its stored result names the batch by its load time, without GX's MD5 over every row.
+    stored = own_copy.reports_dir / "quality" / "gx" / "uncommitted" / "validations"
+    newest = max((stored / "marts" / "fct_orders").rglob("*.json"), key=lambda p: p.stat().st_mtime)
+    markers = json.loads(newest.read_text(encoding="utf-8"))["meta"]["batch_markers"]
+    assert "ge_load_time" in markers
+    assert "pandas_data_fingerprint" not in markers
 
 
 def test_half_the_orders_missing_stops_the_run_and_keeps_the_last_snapshot(
