@@ -518,12 +518,14 @@ def baseline(conn: duckdb.DuckDBPyConnection, table: str) -> Baseline:
 @dataclass(frozen=True)
 class _Rows:
     """What a validation reads: the query, its parameters, and the expectations that hold
-    of those rows."""
+    of those rows; when they are only the rows loaded after `loaded_after`, the table's
+    row count."""
 
     query: str
     parameters: dict[str, Any]
     expectations: list[gx.expectations.Expectation]
     loaded_after: datetime | None = None
+    table_rows: int | None = None
 
 
 def _rows_to_check(
@@ -590,7 +592,7 @@ def _rows_to_check(
         raise ValueError(f"{gate.table}: a gate on new rows needs a query ending in {suffix!r}")
     head = gate.query[: -len(suffix)]
     query = f"{', '.join([head, *flags])}{suffix} where {loaded} > $since"
-    return _Rows(query, {"since": since}, [*expectations, *new_keys], since)
+    return _Rows(query, {"since": since}, [*expectations, *new_keys], since, total)
 
 
 def _run_suite(
@@ -755,11 +757,7 @@ def validate(
                 },
             }
         )
-    row_count = (
-        len(frame)
-        if rows.loaded_after is None
-        else conn.execute(f"select count(*) from {gate.table}").fetchall()[0][0]
-    )
+    row_count = len(frame) if rows.table_rows is None else rows.table_rows
     outcome = Outcome(
         gate.table, blocking_passed, warnings_passed, failures, row_count, len(frame),
         rows.loaded_after,
