@@ -261,8 +261,8 @@ def erase_customer(
                 rewrites.append((path, new))
                 if ledger_row is not None:
                     # Without the rewritten file's size and time, which come after the
-                    # commit: ingest reads the file and finds its hash known until the next
-                    # change to it is loaded.
+                    # commit: the next ingest reads the file once, finds its hash known and
+                    # records them.
                     conn.execute(
                         "insert into meta.loaded_files (source, path, content_hash, "
                         "start_byte, end_byte, line_count, rows_in, batch_id, loaded_at) "
