@@ -5,6 +5,7 @@ installed). Saved under `CRM_HOME/reports/dashboards/`."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from dashboards.server import SupersetSettings
 from dashboards.spec import DASHBOARDS
 
 SCRIPT_DIR = Path(__file__).with_name("screenshot")
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,22 @@ def take_screenshots(superset: SupersetSettings, out_dir: Path) -> list[Shot]:
         timeout=900,
     )
     if completed.returncode != 0:
-        raise RuntimeError(f"screenshots failed: {completed.stderr[-2000:]}")
+        raise RuntimeError(
+            f"screenshots failed: {completed.stderr[-2000:]}\n"
+            f"Superset's log ({superset.log_path}) ends:\n{_tail(superset.log_path)}"
+        )
+    for line in completed.stderr.splitlines():
+        if line.startswith("login "):
+            LOG.warning("Superset %s", line)
     shots = []
     for line in completed.stdout.splitlines():
         if line.startswith("{"):
             record = json.loads(line)
             shots.append(Shot(**{**record, "path": Path(record["path"])}))
     return shots
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])

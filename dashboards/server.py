@@ -203,6 +203,8 @@ def up(superset: SupersetSettings, *, timeout: float = 180) -> None:
             "4",
             "--timeout",
             "120",
+            "--access-logfile",
+            "-",  # into the server's log: what was asked and answered is what an operator reads
             "--bind",
             superset.bind,
             "--pid",

@@ -4,9 +4,11 @@ Chinese labels, personal data shows masked, and each dashboard renders in headle
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,6 +152,21 @@ def test_each_dashboard_renders_with_chinese_glyphs_in_headless_chromium(
         assert shot.charts == len(dashboard.charts), shot
         assert CJK.search(shot.title), shot
         assert shot.path.stat().st_size > 30_000, shot
+
+
+def test_a_refused_dashboard_login_fails_at_once_with_what_superset_said(
+    superset: SupersetSettings, tmp_path: Path
+) -> None:
+    wrong = dataclasses.replace(superset, admin_password="not-" + superset.password())
+    started = time.monotonic()
+    with pytest.raises(RuntimeError) as refused:
+        take_screenshots(wrong, tmp_path)
+    message = str(refused.value)
+    assert message.count("refused at ") == 3, message
+    assert "/login/?next=" in message, message
+    assert '"POST /login/' in message, message  # the access log's tail, for the operator
+    assert time.monotonic() - started < 90, "a refusal waited out a timeout"
+    assert not list(tmp_path.glob("*.png"))
 
 
 def test_object_uuids_never_change_so_a_redeploy_finds_its_objects() -> None:
