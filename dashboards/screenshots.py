@@ -73,7 +73,12 @@ def take_screenshots(superset: SupersetSettings, out_dir: Path) -> list[Shot]:
     return shots
 
 
-def _tail(path: Path, lines: int = 30) -> str:
+def _tail(path: Path, lines: int = 30, window: int = 64 * 1024) -> str:
+    """The log's last `lines`, read from its last `window` bytes: the server appends to it
+    for as long as it runs, one line per request."""
     if not path.exists():
         return "(no log)"
-    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    with path.open("rb") as log:
+        log.seek(max(log.seek(0, os.SEEK_END) - window, 0))
+        end = log.read()
+    return "\n".join(end.decode("utf-8", errors="replace").splitlines()[-lines:])
