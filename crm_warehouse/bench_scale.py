@@ -25,7 +25,9 @@ For each size, in a fresh work folder under CRM_HOME/bench:
    run on it (incremental models, incremental identity), timed like the full run.
 
 Finally the growth exponent: least squares of log(seconds) on log(customers), for the total,
-the pipeline, each stage, the baseline and the appended day.
+the pipeline, each stage, the baseline and the appended day; and the appended day split into
+a fixed part and a part per customer (a straight line through its seconds at each size), so
+the share of a full run that a day costs before it reads a single row is a measured figure.
 """
 
 from __future__ import annotations
@@ -110,6 +112,11 @@ METHOD = {
     "refresh; the scoring models, fitted the day before, are within their refit cadence and "
     "score without a refit); share_of_full = its pipeline seconds / the full run's pipeline "
     "seconds.",
+    "appended_day_cost": "least squares of the appended day's pipeline seconds on customers: "
+    "fixed_seconds (the intercept: what a day costs whatever the number of customers, "
+    "Dagster, dbt and the gate's per-step costs) and seconds_per_million_customers (the "
+    "slope); fixed_share_of_full = fixed_seconds / the full run's pipeline seconds at the "
+    "largest size. Null with fewer than two sizes.",
     "targets": f"pipeline seconds (ingest to publish, Dagster and dbt included, generate not) "
     f"at {TARGET_SIZE:,} customers; ratio as in baseline; appended-day share; growth exponent "
     "of total seconds (least squares of log seconds on log customers).",
@@ -166,6 +173,7 @@ def run_scale_bench(
 
     def save() -> None:
         document["exponents"] = exponents(runs)
+        document["appended_day_cost"] = appended_day_cost(runs)
         document["verdict"] = verdict(runs, document["exponents"])  # type: ignore[arg-type]
         path.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
 
@@ -488,6 +496,41 @@ def fit_exponent(sizes: list[int], seconds: list[float]) -> float | None:
     return round(slope, 3)
 
 
+def fit_line(sizes: list[int], seconds: list[float]) -> tuple[float, float] | None:
+    """(intercept, slope) of seconds ≈ intercept + slope · customers by least squares; None
+    without two distinct sizes."""
+    if len(set(sizes)) < 2:
+        return None
+    mean_x = sum(sizes) / len(sizes)
+    mean_y = sum(seconds) / len(seconds)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(sizes, seconds, strict=True)) / sum(
+        (x - mean_x) ** 2 for x in sizes
+    )
+    return mean_y - slope * mean_x, slope
+
+
+def appended_day_cost(runs: list[dict[str, object]]) -> dict[str, object] | None:
+    """The appended day as a fixed part and a part per customer (`METHOD["appended_day_cost"]`).
+
+    The fixed part bounds the appended-day share from below: however incremental the models,
+    a day costs at least this, so its share of the full run cannot fall under
+    fixed_share_of_full at that size."""
+    sizes = [int(run["customers"]) for run in runs]  # type: ignore[call-overload]
+    line = fit_line(sizes, [float(run["appended_day"]["seconds"]) for run in runs])  # type: ignore[index]
+    if line is None:
+        return None
+    fixed, per_customer = line
+    largest = max(runs, key=lambda run: int(run["customers"]))  # type: ignore[call-overload]
+    full = float(largest["pipeline"]["seconds"])  # type: ignore[index]
+    return {
+        "sizes": sizes,
+        "fixed_seconds": round(fixed, 1),
+        "seconds_per_million_customers": round(per_customer * 1_000_000, 1),
+        "largest_size": largest["customers"],
+        "fixed_share_of_full": round(fixed / full, 3) if full > 0 else None,
+    }
+
+
 def exponents(runs: list[dict[str, object]]) -> dict[str, object]:
     sizes = [int(run["customers"]) for run in runs]  # type: ignore[call-overload]
 
@@ -581,6 +624,14 @@ def render(document: dict[str, object]) -> str:
             f"pipeline {_number(fitted['pipeline'], '.2f', 'n/a')}, baseline "  # type: ignore[index]
             f"{_number(fitted['baseline'], '.2f', 'n/a')}, appended day "  # type: ignore[index]
             f"{_number(fitted['appended_day'], '.2f', 'n/a')}; {stages}"  # type: ignore[index]
+        )
+    cost = document.get("appended_day_cost")
+    if cost:
+        lines.append(
+            f"appended day = {cost['fixed_seconds']:.1f} s fixed + "  # type: ignore[index]
+            f"{cost['seconds_per_million_customers']:.1f} s per million customers; the fixed "  # type: ignore[index]
+            f"part alone is {_number(cost['fixed_share_of_full'], '.0%', 'n/a')} of the full "  # type: ignore[index]
+            f"run at {cost['largest_size']:,}"  # type: ignore[index]
         )
     judged = document.get("verdict") or {}
     if judged:

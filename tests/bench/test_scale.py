@@ -8,7 +8,14 @@ import math
 
 import pytest
 
-from crm_warehouse.bench_scale import STAGES, attribute_samples, fit_exponent, run_scale_bench
+from crm_warehouse.bench_scale import (
+    STAGES,
+    appended_day_cost,
+    attribute_samples,
+    fit_exponent,
+    fit_line,
+    run_scale_bench,
+)
 from crm_warehouse.settings import Settings
 
 
@@ -18,6 +25,29 @@ def test_exponent_of_linear_growth_is_one() -> None:
 
 def test_exponent_needs_two_sizes() -> None:
     assert fit_exponent([100_000], [10.0]) is None
+
+
+def test_line_through_the_appended_days_gives_their_fixed_part() -> None:
+    assert fit_line([100_000, 1_000_000, 3_000_000], [55.0, 82.0, 142.0]) == pytest.approx(
+        (52.0, 30.0 / 1_000_000)
+    )
+    assert fit_line([100_000, 100_000], [55.0, 56.0]) is None
+
+
+def test_appended_day_cost_is_a_share_of_the_largest_full_run() -> None:
+    runs = [
+        {"customers": 100_000, "appended_day": {"seconds": 57.0}, "pipeline": {"seconds": 100.0}},
+        {"customers": 1_000_000, "appended_day": {"seconds": 84.0}, "pipeline": {"seconds": 280.0}},
+    ]
+    cost = appended_day_cost(runs)  # type: ignore[arg-type]
+    assert cost == {
+        "sizes": [100_000, 1_000_000],
+        "fixed_seconds": 54.0,
+        "seconds_per_million_customers": 30.0,
+        "largest_size": 1_000_000,
+        "fixed_share_of_full": round(54.0 / 280.0, 3),
+    }
+    assert appended_day_cost(runs[:1]) is None  # type: ignore[arg-type]
 
 
 def test_sample_counts_for_the_step_running_then() -> None:
@@ -63,7 +93,11 @@ def test_scale_bench_writes_measured_figures(crm_home: Settings) -> None:
     assert math.isfinite(exponents["total"])
     assert all(math.isfinite(value) for value in exponents["stages"].values())
     assert document["verdict"]["pipeline_at_1m_met"] is None
+    cost = document["appended_day_cost"]
+    assert cost["sizes"] == [1_500, 3_000] and cost["largest_size"] == 3_000
+    assert math.isfinite(cost["fixed_seconds"]) and math.isfinite(cost["fixed_share_of_full"])
     assert "growth exponent" in results.render()
+    assert "s fixed +" in results.render()
 
 
 def test_stage_between_two_samples_gets_the_nearer_ones() -> None:
