@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CRM_HOME ?= $(CURDIR)/.crm
 export CRM_HOME
 
-.PHONY: setup superset-setup demo run test test-fast lint fmt ui bench lock clean
+.PHONY: setup spark-setup superset-setup demo run test test-fast lint fmt ui bench lock clean
 
 # The venv is rebuilt whenever the dependencies change; requirements.lock pins every package.
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -15,6 +15,14 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	touch $@
 
 setup: $(VENV)/.installed
+
+# The Spark target's packages (dbt-spark, pyspark: about 450 MB), for the tests that build on
+# a local Spark; the embedded default never needs them.
+$(VENV)/.spark-installed: $(VENV)/.installed
+	$(BIN)/pip install --quiet --constraint requirements.lock --editable '.[dev,spark]'
+	touch $@
+
+spark-setup: $(VENV)/.spark-installed
 
 # Superset lives in its own venv (it pins SQLAlchemy < 2 and pandas 2.1); the dashboard
 # screenshots need playwright-core and, from the system, chromium and fonts-noto-cjk.
@@ -36,7 +44,7 @@ demo: setup  ## generate 10,000 demo customers into a fresh CRM_HOME and run eve
 run: setup  ## process whatever is in CRM_HOME's sources now
 	$(BIN)/crm run
 
-test: setup superset-setup  ## the whole suite: ingest, real dbt builds, Dagster end to end, Superset
+test: setup spark-setup superset-setup  ## the whole suite: ingest, real dbt builds, Dagster end to end, Superset, PostgreSQL, Spark
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test-fast: setup  ## the quick loop: everything but the real dbt builds and end-to-end runs

@@ -4,7 +4,7 @@
 {% macro city_key(expression) -%}
     nullif(
         split_part(
-            lower(regexp_replace({{ normalize_text(expression) }}, '[\s''·.-]', '', 'g')),
+            lower({{ regexp_replace_all(normalize_text(expression), "[\\s''·.-]", '') }}),
             '市',
             1
         ),

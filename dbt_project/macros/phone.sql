@@ -2,7 +2,7 @@
     Accepts the spellings sources use: 13812345678, +86 138-1234-5678, 0086 13812345678,
     86-13812345678, full-width digits, and landlines with their trunk 0 (010-12345678). -#}
 {% macro phone_e164(expression) -%}
-    {%- set digits = "regexp_replace(" ~ normalize_text(expression) ~ ", '[^0-9]', '', 'g')" -%}
+    {%- set digits = regexp_replace_all(normalize_text(expression), '[^0-9]', '') -%}
     {%- set national -%}
         case
             when {{ digits }} like '0086%' then substr({{ digits }}, 5)

@@ -12,6 +12,14 @@
     normalize({{ expression }}, nfkc)
 {%- endmacro %}
 
+{#- Spark has no normalisation function, but ships ICU4J for its collations: ICU's
+    `Normalizer.compose(text, true)` is NFKC, called through `reflect`. -#}
+{% macro spark__normalize_text(expression) -%}
+    case when {{ expression }} is not null
+        then reflect('com.ibm.icu.text.Normalizer', 'compose', {{ expression }}, true)
+    end
+{%- endmacro %}
+
 {% macro default__normalize_text(expression) -%}
     {{ expression }}
 {%- endmacro %}
@@ -19,13 +27,13 @@
 
 {#- A person's name as entered: NFKC, trimmed, runs of white space folded to one space. -#}
 {% macro clean_name(expression) -%}
-    nullif(trim(regexp_replace({{ normalize_text(expression) }}, '\s+', ' ', 'g')), '')
+    nullif(trim({{ regexp_replace_all(normalize_text(expression), '\\s+', ' ') }}), '')
 {%- endmacro %}
 
 
 {#- An e-mail address: NFKC (full-width ＠ and letters), trimmed, lower-cased. -#}
 {% macro clean_email(expression) -%}
-    nullif(lower(regexp_replace({{ normalize_text(expression) }}, '\s+', '', 'g')), '')
+    nullif(lower({{ regexp_replace_all(normalize_text(expression), '\\s+', '') }}), '')
 {%- endmacro %}
 
 
@@ -63,4 +71,20 @@
 
 {% macro default__pick_lowest(value, rank, present) -%}
     {{ pick_first(value, rank, present) }}
+{%- endmacro %}
+
+
+{#- Every match of a regular expression replaced. `pattern` is the expression itself, as
+    DuckDB and PostgreSQL read it in a string literal (single quotes doubled); Spark's
+    string literals take backslash escapes, so there its backslashes are doubled. -#}
+{% macro regexp_replace_all(expression, pattern, replacement) -%}
+    {{ return(adapter.dispatch('regexp_replace_all', 'crm_warehouse')(expression, pattern, replacement)) }}
+{%- endmacro %}
+
+{% macro default__regexp_replace_all(expression, pattern, replacement) -%}
+    regexp_replace({{ expression }}, '{{ pattern }}', '{{ replacement }}', 'g')
+{%- endmacro %}
+
+{% macro spark__regexp_replace_all(expression, pattern, replacement) -%}
+    regexp_replace({{ expression }}, '{{ pattern | replace("\\", "\\\\") }}', '{{ replacement }}')
 {%- endmacro %}

@@ -1,7 +1,7 @@
 -- Incremental: a normal run stages only the raw rows loaded since the last one.
 {{
     config(
-        materialized='incremental',
+        materialized=incremental_materialization(),
         unique_key='touch_id',
         on_schema_change='fail',
     )

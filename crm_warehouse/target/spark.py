@@ -1,0 +1,213 @@
+"""Tables between the embedded DuckDB working store and Apache Spark (`CRM_TARGET=spark`).
+
+dbt-spark builds the models in a Spark session (the `spark` output of
+`dbt_project/profiles.yml`) whose tables are Parquet folders under `CRM_HOME/spark/warehouse`.
+The steps written in Python keep reading and writing DuckDB, so, as on PostgreSQL, the sources
+a build reads go out first and what it built comes back:
+
+- out: DuckDB writes each source table as Parquet under `CRM_HOME/spark/sources/<schema>/
+  <table>/`, and `dbt run-operation register_spark_sources` registers each folder in Spark's
+  catalog as an external table of the same name, so `source('raw', 'calls')` reads it;
+- back: DuckDB reads the Parquet Spark wrote for each built table.
+
+Parquet is the one exchange format both engines read and write natively, with types: no
+rows pass through Python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from crm_warehouse.target.exchange import BUILT_RESOURCE_TYPES, source_tables_read
+
+Table = tuple[str, str]
+
+
+class SparkBuildError(RuntimeError):
+    """dbt on Spark failed; the message carries dbt's own output."""
+
+
+def spark_home(crm_home: Path) -> Path:
+    """Spark's state under a home: its catalog (Derby), warehouse and exported sources."""
+    return crm_home / "spark"
+
+
+def sources_folder(crm_home: Path) -> Path:
+    return spark_home(crm_home) / "sources"
+
+
+def warehouse_folder(crm_home: Path) -> Path:
+    """Where Spark keeps its managed tables: `spark.sql.warehouse.dir` in the profile."""
+    return spark_home(crm_home) / "warehouse"
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _literal(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def export_tables(
+    duckdb_conn: duckdb.DuckDBPyConnection, tables: Iterable[Table], folder: Path
+) -> dict[str, str]:
+    """Write each `(schema, table)` as Parquet into `folder/<schema>/<table>/`, replacing
+    what was there. Returns the folder of each, by "schema.table", for
+    `register_spark_sources`."""
+    # Timestamps with a time zone go out as UTC instants, which Spark's UTC session reads.
+    duckdb_conn.execute("set TimeZone = 'UTC'")
+    locations: dict[str, str] = {}
+    for schema, table in tables:
+        target = folder / schema / table
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        duckdb_conn.execute(
+            f"copy (select * from {_quote(schema)}.{_quote(table)}) "
+            f"to {_literal(target / 'part-0.parquet')} (format parquet)"
+        )
+        locations[f"{schema}.{table}"] = str(target.resolve())
+    return locations
+
+
+def spark_table_folder(crm_home: Path, schema: str, table: str) -> Path:
+    """The Parquet folder of a table dbt built on Spark (Spark's `<schema>.db/<table>`)."""
+    return warehouse_folder(crm_home) / f"{schema}.db" / table
+
+
+def mirror_tables(
+    duckdb_conn: duckdb.DuckDBPyConnection, crm_home: Path, tables: Iterable[Table]
+) -> dict[Table, int]:
+    """Replace each `(schema, table)` in DuckDB with the rows Spark wrote for it, in one
+    transaction. Returns rows per table."""
+    copied: dict[Table, int] = {}
+    duckdb_conn.execute("set TimeZone = 'UTC'")
+    duckdb_conn.execute("begin")
+    try:
+        for schema, table in tables:
+            parquet = spark_table_folder(crm_home, schema, table) / "*.parquet"
+            files = f"read_parquet({_literal(parquet)})"
+            # Spark's timestamps are instants, written as such; the working store's are UTC
+            # wall-clock times, as dbt builds them on DuckDB.
+            columns = ", ".join(
+                f"cast({_quote(name)} as timestamp) as {_quote(name)}"
+                if kind == "TIMESTAMP WITH TIME ZONE"
+                else _quote(name)
+                for name, kind, *_ in duckdb_conn.execute(
+                    f"describe select * from {files}"
+                ).fetchall()
+            )
+            duckdb_conn.execute(f"create schema if not exists {_quote(schema)}")
+            duckdb_conn.execute(
+                f"create or replace table {_quote(schema)}.{_quote(table)} as "
+                f"select {columns} from {files}"
+            )
+            copied[(schema, table)] = duckdb_conn.execute(
+                f"select count(*) from {_quote(schema)}.{_quote(table)}"
+            ).fetchone()[0]  # type: ignore[index]
+        duckdb_conn.execute("commit")
+    except duckdb.Error:
+        duckdb_conn.execute("rollback")
+        raise
+    return copied
+
+
+@dataclass(frozen=True)
+class SparkDbt:
+    """How to run dbt on the Spark target: the executable, the dbt project (its profiles.yml
+    beside it) and the folder for this caller's artefacts. dbt finds them in its environment,
+    as dagster-dbt hands them over, with CRM_HOME, which the profile's paths hang from."""
+
+    executable: str
+    project_dir: Path
+    target_path: Path
+    crm_home: Path
+
+    def run(self, arguments: Sequence[str], what: str) -> str:
+        env = {
+            **os.environ,
+            "CRM_HOME": str(self.crm_home.resolve()),
+            "DBT_PROJECT_DIR": str(self.project_dir),
+            "DBT_PROFILES_DIR": str(self.project_dir),
+            "DBT_TARGET_PATH": str(self.target_path),
+            "DBT_LOG_PATH": str(self.target_path),
+            # Spark binds its driver to the machine's address unless told otherwise.
+            "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+        }
+        result = subprocess.run(
+            [self.executable, *arguments, "--target", "spark"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise SparkBuildError(f"{what} failed:\n{result.stdout[-6000:]}{result.stderr[-3000:]}")
+        return result.stdout
+
+
+def register_sources(dbt: SparkDbt, locations: dict[str, str]) -> None:
+    """Register exported folders as tables in Spark's catalog, through dbt's own Spark
+    session. The catalog keeps them: a folder exported again needs no new run."""
+    if not locations:
+        return
+    dbt.run(
+        ["run-operation", "register_spark_sources", "--args", json.dumps({"locations": locations})],
+        f"registering {', '.join(locations)} in Spark",
+    )
+
+
+def build_on_spark(
+    duckdb_conn: duckdb.DuckDBPyConnection, dbt: SparkDbt, select: str
+) -> dict[Table, int]:
+    """`dbt build --select <select>` on Spark, from and back to the working store.
+
+    The sources the selected nodes read are exported from `duckdb_conn` and registered in
+    Spark; dbt builds and tests them on Spark (tests of unselected models are left out,
+    `--indirect-selection cautious`); the tables built are mirrored back into
+    `duckdb_conn`. Returns rows per table mirrored back."""
+    listed = dbt.run(
+        [
+            "--quiet",
+            "ls",
+            "--select",
+            select,
+            "--resource-type",
+            *BUILT_RESOURCE_TYPES,
+            "--output",
+            "json",
+            "--output-keys",
+            "schema alias name",
+        ],
+        f"dbt ls --select {select} on Spark",
+    )
+    built = sorted(
+        (node["schema"], node.get("alias") or node["name"])
+        for node in map(json.loads, filter(None, listed.splitlines()))
+    )
+    manifest = dbt.target_path / "manifest.json"
+    locations = export_tables(
+        duckdb_conn, source_tables_read(manifest, built), sources_folder(dbt.crm_home)
+    )
+    register_sources(dbt, locations)
+    dbt.run(
+        [
+            "build",
+            "--select",
+            select,
+            "--indirect-selection",
+            "cautious",
+            "--exclude-resource-type",
+            "unit_test",
+        ],
+        f"dbt build --select {select} on Spark",
+    )
+    return mirror_tables(duckdb_conn, dbt.crm_home, built)
