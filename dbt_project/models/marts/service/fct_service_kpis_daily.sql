@@ -63,10 +63,12 @@ ticket_figures as (
         agent_id,
         count(*) as tickets_opened,
         sum(case when resolved_at is not null then 1 else 0 end) as tickets_resolved,
+        -- Seconds, not minutes: engines count minutes differently (DuckDB and PostgreSQL
+        -- the minute boundaries crossed, Spark whole minutes elapsed), seconds alike.
         sum(case
             when resolved_at is not null
-            then {{ dbt.datediff('opened_at', 'resolved_at', 'minute') }} else 0
-        end) as total_resolution_minutes,
+            then {{ dbt.datediff('opened_at', 'resolved_at', 'second') }} else 0
+        end) as total_resolution_seconds,
         sum(case when is_complaint then 1 else 0 end) as complaints,
         count(satisfaction_score) as csat_responses,
         sum(satisfaction_score) as total_satisfaction
@@ -90,7 +92,7 @@ combined as (
         coalesce(call_figures.calls_resolved_first_contact, 0) as calls_resolved_first_contact,
         coalesce(ticket_figures.tickets_opened, 0) as tickets_opened,
         coalesce(ticket_figures.tickets_resolved, 0) as tickets_resolved,
-        coalesce(ticket_figures.total_resolution_minutes, 0) as total_resolution_minutes,
+        coalesce(ticket_figures.total_resolution_seconds, 0) as total_resolution_seconds,
         coalesce(ticket_figures.complaints, 0) as complaints,
         coalesce(ticket_figures.csat_responses, 0) as csat_responses,
         ticket_figures.total_satisfaction
@@ -126,8 +128,16 @@ final as (
         ) as first_contact_resolution_rate,
         cast(tickets_opened as integer) as tickets_opened,
         cast(tickets_resolved as integer) as tickets_resolved,
+        -- Rounded half up to the hundredth in whole numbers, exactly on every engine: a
+        -- quotient cast to decimal(10, 2) rounds .xx5 differently on DuckDB (doubles) and
+        -- Spark (exact decimals). floor((a + b/2) / b) of whole numbers is exact in doubles.
         cast(
-            total_resolution_minutes / 60.0 / nullif(tickets_resolved, 0) as decimal(10, 2)
+            cast(
+                floor(
+                    (total_resolution_seconds * 100 + 1800 * tickets_resolved)
+                    / (3600e0 * nullif(tickets_resolved, 0))
+                ) as bigint
+            ) * 0.01 as decimal(10, 2)
         ) as average_resolution_hours,
         cast(complaints as integer) as complaints,
         cast(complaints * 1.0 / nullif(tickets_opened, 0) as decimal(6, 4)) as complaint_rate,
