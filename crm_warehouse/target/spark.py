@@ -63,15 +63,24 @@ def export_tables(
     """Write each `(schema, table)` as Parquet into `folder/<schema>/<table>/`, replacing
     what was there. Returns the folder of each, by "schema.table", for
     `register_spark_sources`."""
-    # Timestamps with a time zone go out as UTC instants, which Spark's UTC session reads.
+    # Every timestamp goes out as an instant, a wall-clock time read as UTC: Spark reads
+    # those as its `timestamp`, in its UTC session the same wall-clock time (Parquet's
+    # time-zone-less timestamps would arrive as `timestamp_ntz`, which no model expects).
     duckdb_conn.execute("set TimeZone = 'UTC'")
     locations: dict[str, str] = {}
     for schema, table in tables:
         target = folder / schema / table
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
+        relation = f"{_quote(schema)}.{_quote(table)}"
+        columns = ", ".join(
+            f"cast({_quote(name)} as timestamptz) as {_quote(name)}"
+            if kind == "TIMESTAMP"
+            else _quote(name)
+            for name, kind, *_ in duckdb_conn.execute(f"describe {relation}").fetchall()
+        )
         duckdb_conn.execute(
-            f"copy (select * from {_quote(schema)}.{_quote(table)}) "
+            f"copy (select {columns} from {relation}) "
             f"to {_literal(target / 'part-0.parquet')} (format parquet)"
         )
         locations[f"{schema}.{table}"] = str(target.resolve())
@@ -106,6 +115,14 @@ def mirror_tables(
                 ).fetchall()
             )
             duckdb_conn.execute(f"create schema if not exists {_quote(schema)}")
+            # What DuckDB built as a view, Spark built as a table (`view_materialization`).
+            existing = duckdb_conn.execute(
+                "select table_type from information_schema.tables where table_catalog = "
+                "current_database() and table_schema = ? and table_name = ?",
+                [schema, table],
+            ).fetchall()
+            if existing and existing[0][0] == "VIEW":
+                duckdb_conn.execute(f"drop view {_quote(schema)}.{_quote(table)}")
             duckdb_conn.execute(
                 f"create or replace table {_quote(schema)}.{_quote(table)} as "
                 f"select {columns} from {files}"
@@ -166,20 +183,27 @@ def register_sources(dbt: SparkDbt, locations: dict[str, str]) -> None:
 
 
 def build_on_spark(
-    duckdb_conn: duckdb.DuckDBPyConnection, dbt: SparkDbt, select: str
+    duckdb_conn: duckdb.DuckDBPyConnection,
+    dbt: SparkDbt,
+    select: str | None = None,
+    exclude: str | None = None,
 ) -> dict[Table, int]:
-    """`dbt build --select <select>` on Spark, from and back to the working store.
+    """`dbt build --select <select> --exclude <exclude>` on Spark (dbt's node selection
+    syntax; everything when both are None), from and back to the working store.
 
     The sources the selected nodes read are exported from `duckdb_conn` and registered in
     Spark; dbt builds and tests them on Spark (tests of unselected models are left out,
     `--indirect-selection cautious`); the tables built are mirrored back into
     `duckdb_conn`. Returns rows per table mirrored back."""
+    selection = [
+        *(["--select", select] if select else []),
+        *(["--exclude", exclude] if exclude else []),
+    ]
     listed = dbt.run(
         [
             "--quiet",
             "ls",
-            "--select",
-            select,
+            *selection,
             "--resource-type",
             *BUILT_RESOURCE_TYPES,
             "--output",
@@ -187,7 +211,7 @@ def build_on_spark(
             "--output-keys",
             "schema alias name",
         ],
-        f"dbt ls --select {select} on Spark",
+        f"dbt ls {' '.join(selection)} on Spark",
     )
     built = sorted(
         (node["schema"], node.get("alias") or node["name"])
@@ -201,13 +225,12 @@ def build_on_spark(
     dbt.run(
         [
             "build",
-            "--select",
-            select,
+            *selection,
             "--indirect-selection",
             "cautious",
             "--exclude-resource-type",
             "unit_test",
         ],
-        f"dbt build --select {select} on Spark",
+        f"dbt build {' '.join(selection)} on Spark",
     )
     return mirror_tables(duckdb_conn, dbt.crm_home, built)

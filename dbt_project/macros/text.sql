@@ -88,3 +88,18 @@
 {% macro spark__regexp_replace_all(expression, pattern, replacement) -%}
     regexp_replace({{ expression }}, '{{ pattern | replace("\\", "\\\\") }}', '{{ replacement }}')
 {%- endmacro %}
+
+
+{#- Unbounded text as a type in casts: `varchar` on DuckDB and PostgreSQL; Spark's varchar
+    needs a length, its unbounded text is `string`. -#}
+{% macro text_type() -%}
+    {{ return(adapter.dispatch('text_type', 'crm_warehouse')()) }}
+{%- endmacro %}
+
+{% macro default__text_type() -%}
+    varchar
+{%- endmacro %}
+
+{% macro spark__text_type() -%}
+    string
+{%- endmacro %}

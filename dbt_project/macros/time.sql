@@ -34,3 +34,11 @@
 {% macro incremental_materialization() -%}
     {{ return('table' if target.type == 'spark' else 'incremental') }}
 {%- endmacro %}
+
+
+{#- How the views that other engines' readers query are built: as views, except on Spark,
+    whose views hold no files: what Spark builds reaches the working store as the Parquet
+    of its tables (crm_warehouse.target.spark), so there they are tables. -#}
+{% macro view_materialization() -%}
+    {{ return('table' if target.type == 'spark' else 'view') }}
+{%- endmacro %}

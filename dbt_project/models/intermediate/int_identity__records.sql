@@ -4,7 +4,7 @@
 -- A view: it only projects three staging tables, which identity resolution reads once a run;
 -- writing their 1.8M rows again at 1M customers cost 4.8 s of every run.
 
-{{ config(materialized='view') }}
+{{ config(materialized=view_materialization()) }}
 
 with
 
@@ -33,13 +33,13 @@ sales_records as (
         member_no as source_key,
         full_name as name,
         gender,
-        cast(birth_date as varchar) as birth_date,
+        cast(birth_date as {{ text_type() }}) as birth_date,
         phone_e164 as phone,
         case when is_email_valid then email end as email,
-        cast(null as varchar) as id_card,
-        cast(null as varchar) as address,
+        cast(null as {{ text_type() }}) as id_card,
+        cast(null as {{ text_type() }}) as address,
         city_code as city,
-        cast(null as varchar) as postcode,
+        cast(null as {{ text_type() }}) as postcode,
         member_no,
         updated_at
     from sales_customers
@@ -52,15 +52,15 @@ form_records as (
         'forms' as source,
         submission_id as source_key,
         full_name as name,
-        cast(null as varchar) as gender,
-        cast(null as varchar) as birth_date,
+        cast(null as {{ text_type() }}) as gender,
+        cast(null as {{ text_type() }}) as birth_date,
         phone_e164 as phone,
         case when is_email_valid then email end as email,
-        cast(null as varchar) as id_card,
-        cast(null as varchar) as address,
+        cast(null as {{ text_type() }}) as id_card,
+        cast(null as {{ text_type() }}) as address,
         city_code as city,
-        cast(null as varchar) as postcode,
-        cast(null as varchar) as member_no,
+        cast(null as {{ text_type() }}) as postcode,
+        cast(null as {{ text_type() }}) as member_no,
         submitted_at as updated_at
     from form_submissions
 
@@ -72,14 +72,14 @@ ticket_records as (
         'tickets' as source,
         ticket_id as source_key,
         customer_name as name,
-        cast(null as varchar) as gender,
-        cast(null as varchar) as birth_date,
+        cast(null as {{ text_type() }}) as gender,
+        cast(null as {{ text_type() }}) as birth_date,
         contact_phone_e164 as phone,
-        cast(null as varchar) as email,
-        cast(null as varchar) as id_card,
-        cast(null as varchar) as address,
-        cast(null as varchar) as city,
-        cast(null as varchar) as postcode,
+        cast(null as {{ text_type() }}) as email,
+        cast(null as {{ text_type() }}) as id_card,
+        cast(null as {{ text_type() }}) as address,
+        cast(null as {{ text_type() }}) as city,
+        cast(null as {{ text_type() }}) as postcode,
         member_no,
         updated_at
     from tickets

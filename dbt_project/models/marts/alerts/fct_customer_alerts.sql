@@ -211,10 +211,10 @@ raised as (
     select
         buying.customer_id,
         'frequency_drop' as alert_kind,
-        cast(buying.recent_orders as varchar) || ' orders in the last {{ recent }} days against '
-            || cast(cast(buying.expected_recent_orders as decimal(10, 1)) as varchar)
+        cast(buying.recent_orders as {{ text_type() }}) || ' orders in the last {{ recent }} days against '
+            || cast(cast(buying.expected_recent_orders as decimal(10, 1)) as {{ text_type() }})
             || ' usually (chance '
-            || cast(cast(buying.chance_of_so_few as decimal(6, 4)) as varchar) || ')' as reason
+            || cast(cast(buying.chance_of_so_few as decimal(6, 4)) as {{ text_type() }}) || ')' as reason
     from buying
     where buying.baseline_orders >= {{ var('alert_min_baseline_orders') }}
         and buying.chance_of_so_few < {{ var('alert_drop_significance') }}
@@ -226,8 +226,8 @@ raised as (
         buying.customer_id,
         'spend_drop' as alert_kind,
         'average order in the last {{ recent }} days fell to '
-            || cast(cast(buying.recent_spend / buying.recent_orders as decimal(18, 2)) as varchar)
-            || ' from ' || cast(cast(buying.baseline_spend / buying.baseline_orders as decimal(18, 2)) as varchar)
+            || cast(cast(buying.recent_spend / buying.recent_orders as decimal(18, 2)) as {{ text_type() }})
+            || ' from ' || cast(cast(buying.baseline_spend / buying.baseline_orders as decimal(18, 2)) as {{ text_type() }})
             as reason
     from buying
     where buying.baseline_orders >= {{ var('alert_min_baseline_orders') }}
@@ -240,9 +240,9 @@ raised as (
     select
         gaps.customer_id,
         'inactive_past_usual_gap' as alert_kind,
-        'no order for ' || cast({{ dbt.datediff('gaps.last_order_on', 'as_of.as_of_date', 'day') }} as varchar)
+        'no order for ' || cast({{ dbt.datediff('gaps.last_order_on', 'as_of.as_of_date', 'day') }} as {{ text_type() }})
             || ' days; usually one every '
-            || cast(cast(gaps.usual_gap_days as decimal(10, 1)) as varchar) || ' days' as reason
+            || cast(cast(gaps.usual_gap_days as decimal(10, 1)) as {{ text_type() }}) || ' days' as reason
     from gaps
     cross join as_of
     where gaps.lifetime_orders >= {{ var('alert_inactivity_min_orders') }}
@@ -255,9 +255,9 @@ raised as (
     select
         complaints.customer_id,
         'complaint_spike' as alert_kind,
-        cast(complaints.recent_complaints as varchar) || ' complaints in the last '
+        cast(complaints.recent_complaints as {{ text_type() }}) || ' complaints in the last '
             || '{{ var("alert_complaint_spike_days") }} days against '
-            || cast(complaints.earlier_complaints as varchar) || ' before' as reason
+            || cast(complaints.earlier_complaints as {{ text_type() }}) || ' before' as reason
     from complaints
     where complaints.recent_complaints >= {{ var('alert_complaint_spike_count') }}
         and complaints.recent_complaints > complaints.earlier_complaints
@@ -267,7 +267,7 @@ raised as (
     select
         complaints.customer_id,
         'complaint_past_sla' as alert_kind,
-        cast(complaints.complaints_past_sla as varchar)
+        cast(complaints.complaints_past_sla as {{ text_type() }})
             || ' complaint(s) unresolved past the {{ var("alert_complaint_sla_hours") }}-hour SLA' as reason
     from complaints
     where complaints.complaints_past_sla > 0
@@ -279,7 +279,7 @@ raised as (
         'membership_downgrade' as alert_kind,
         'membership level went down from ' || latest_downgrades.previous_level || ' to '
             || latest_downgrades.membership_level || ' on '
-            || cast(latest_downgrades.changed_on as varchar) as reason
+            || cast(latest_downgrades.changed_on as {{ text_type() }}) as reason
     from latest_downgrades
     where latest_downgrades.recency_rank = 1
 

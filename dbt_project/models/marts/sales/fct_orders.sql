@@ -8,7 +8,7 @@
 
 {{
     config(
-        materialized='incremental',
+        materialized=incremental_materialization(),
         unique_key='order_id',
         on_schema_change='append_new_columns',
     )

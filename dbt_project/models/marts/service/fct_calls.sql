@@ -7,7 +7,7 @@
 
 {{
     config(
-        materialized='incremental',
+        materialized=incremental_materialization(),
         unique_key='call_id',
         on_schema_change='append_new_columns',
     )
