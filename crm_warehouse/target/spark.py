@@ -209,13 +209,14 @@ def build_on_spark(
             "--output",
             "json",
             "--output-keys",
-            "schema alias name",
+            "schema alias name config",
         ],
         f"dbt ls {' '.join(selection)} on Spark",
     )
     built = sorted(
         (node["schema"], node.get("alias") or node["name"])
         for node in map(json.loads, filter(None, listed.splitlines()))
+        if node["config"].get("materialized") != "ephemeral"
     )
     manifest = dbt.target_path / "manifest.json"
     locations = export_tables(
