@@ -26,9 +26,9 @@ from pathlib import Path
 
 import duckdb
 
+from crm_warehouse.ingest.validation import literal, quote_identifier
 from crm_warehouse.target.exchange import BUILT_RESOURCE_TYPES, source_tables_read
-
-Table = tuple[str, str]
+from crm_warehouse.target.postgres import Table
 
 
 class SparkBuildError(RuntimeError):
@@ -49,14 +49,6 @@ def warehouse_folder(crm_home: Path) -> Path:
     return spark_home(crm_home) / "warehouse"
 
 
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def _literal(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
 def export_tables(
     duckdb_conn: duckdb.DuckDBPyConnection, tables: Iterable[Table], folder: Path
 ) -> dict[str, str]:
@@ -72,16 +64,16 @@ def export_tables(
         target = folder / schema / table
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
-        relation = f"{_quote(schema)}.{_quote(table)}"
+        relation = f"{quote_identifier(schema)}.{quote_identifier(table)}"
         columns = ", ".join(
-            f"cast({_quote(name)} as timestamptz) as {_quote(name)}"
+            f"cast({quote_identifier(name)} as timestamptz) as {quote_identifier(name)}"
             if kind == "TIMESTAMP"
-            else _quote(name)
+            else quote_identifier(name)
             for name, kind, *_ in duckdb_conn.execute(f"describe {relation}").fetchall()
         )
         duckdb_conn.execute(
             f"copy (select {columns} from {relation}) "
-            f"to {_literal(target / 'part-0.parquet')} (format parquet)"
+            f"to {literal(str(target / 'part-0.parquet'))} (format parquet)"
         )
         locations[f"{schema}.{table}"] = str(target.resolve())
     return locations
@@ -103,18 +95,18 @@ def mirror_tables(
     try:
         for schema, table in tables:
             parquet = spark_table_folder(crm_home, schema, table) / "*.parquet"
-            files = f"read_parquet({_literal(parquet)})"
+            files = f"read_parquet({literal(str(parquet))})"
             # Spark's timestamps are instants, written as such; the working store's are UTC
             # wall-clock times, as dbt builds them on DuckDB.
             columns = ", ".join(
-                f"cast({_quote(name)} as timestamp) as {_quote(name)}"
+                f"cast({quote_identifier(name)} as timestamp) as {quote_identifier(name)}"
                 if kind == "TIMESTAMP WITH TIME ZONE"
-                else _quote(name)
+                else quote_identifier(name)
                 for name, kind, *_ in duckdb_conn.execute(
                     f"describe select * from {files}"
                 ).fetchall()
             )
-            duckdb_conn.execute(f"create schema if not exists {_quote(schema)}")
+            duckdb_conn.execute(f"create schema if not exists {quote_identifier(schema)}")
             # What DuckDB built as a view, Spark built as a table (`view_materialization`).
             existing = duckdb_conn.execute(
                 "select table_type from information_schema.tables where table_catalog = "
@@ -122,13 +114,15 @@ def mirror_tables(
                 [schema, table],
             ).fetchall()
             if existing and existing[0][0] == "VIEW":
-                duckdb_conn.execute(f"drop view {_quote(schema)}.{_quote(table)}")
+                duckdb_conn.execute(
+                    f"drop view {quote_identifier(schema)}.{quote_identifier(table)}"
+                )
             duckdb_conn.execute(
-                f"create or replace table {_quote(schema)}.{_quote(table)} as "
+                f"create or replace table {quote_identifier(schema)}.{quote_identifier(table)} as "
                 f"select {columns} from {files}"
             )
             copied[(schema, table)] = duckdb_conn.execute(
-                f"select count(*) from {_quote(schema)}.{_quote(table)}"
+                f"select count(*) from {quote_identifier(schema)}.{quote_identifier(table)}"
             ).fetchone()[0]  # type: ignore[index]
         duckdb_conn.execute("commit")
     except duckdb.Error:

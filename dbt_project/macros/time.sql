@@ -24,21 +24,3 @@
     where _loaded_at > (select max(loaded_at) from {{ this }})
     {%- endif %}
 {%- endmacro %}
-
-
-{#- How the models that grow by new rows are built: incrementally, except on Spark, where
-    dbt-spark merges rows by key only into Delta Lake, Iceberg or Hudi tables. None of the
-    three installs here for Spark 4 (their jars come from Maven Central, not PyPI), and
-    appending to Parquet would keep every old version of a row, so on Spark these models are
-    rebuilt whole each run. -#}
-{% macro incremental_materialization() -%}
-    {{ return('table' if target.type == 'spark' else 'incremental') }}
-{%- endmacro %}
-
-
-{#- How the views that other engines' readers query are built: as views, except on Spark,
-    whose views hold no files: what Spark builds reaches the working store as the Parquet
-    of its tables (crm_warehouse.target.spark), so there they are tables. -#}
-{% macro view_materialization() -%}
-    {{ return('table' if target.type == 'spark' else 'view') }}
-{%- endmacro %}
