@@ -37,6 +37,7 @@ import math
 import os
 import platform
 import shutil
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -482,31 +483,22 @@ def attribute_samples(
     return peaks
 
 
-def fit_exponent(sizes: list[int], seconds: list[float]) -> float | None:
-    """b in seconds ≈ a · customers^b, by least squares on the logs; None without two
-    distinct sizes or with a time that is not positive."""
-    pairs = [(math.log(n), math.log(s)) for n, s in zip(sizes, seconds, strict=True) if s > 0]
-    if len(pairs) != len(sizes) or len({x for x, _ in pairs}) < 2:
-        return None
-    mean_x = sum(x for x, _ in pairs) / len(pairs)
-    mean_y = sum(y for _, y in pairs) / len(pairs)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in pairs) / sum(
-        (x - mean_x) ** 2 for x, _ in pairs
-    )
-    return round(slope, 3)
-
-
-def fit_line(sizes: list[int], seconds: list[float]) -> tuple[float, float] | None:
+def fit_line(sizes: list[float], seconds: list[float]) -> tuple[float, float] | None:
     """(intercept, slope) of seconds ≈ intercept + slope · customers by least squares; None
     without two distinct sizes."""
     if len(set(sizes)) < 2:
         return None
-    mean_x = sum(sizes) / len(sizes)
-    mean_y = sum(seconds) / len(seconds)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(sizes, seconds, strict=True)) / sum(
-        (x - mean_x) ** 2 for x in sizes
-    )
-    return mean_y - slope * mean_x, slope
+    slope, intercept = statistics.linear_regression(sizes, seconds)
+    return intercept, slope
+
+
+def fit_exponent(sizes: list[int], seconds: list[float]) -> float | None:
+    """b in seconds ≈ a · customers^b, by least squares on the logs; None without two
+    distinct sizes or with a time that is not positive."""
+    if any(s <= 0 for s in seconds):
+        return None
+    line = fit_line([math.log(n) for n in sizes], [math.log(s) for s in seconds])
+    return None if line is None else round(line[1], 3)
 
 
 def appended_day_cost(runs: list[dict[str, object]]) -> dict[str, object] | None:
