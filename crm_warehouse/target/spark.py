@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,11 +84,37 @@ def spark_table_folder(crm_home: Path, schema: str, table: str) -> Path:
     return warehouse_folder(crm_home) / f"{schema}.db" / table
 
 
+def instant_columns(manifest_path: Path, tables: Iterable[Table]) -> dict[Table, set[str]]:
+    """The columns of each built `(schema, table)` that hold points in time: those its dbt
+    properties type `timestamp_ltz` on Spark (`timestamp with time zone` elsewhere)."""
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    wanted = set(tables)
+    instants: dict[Table, set[str]] = {}
+    for node in manifest["nodes"].values():
+        table = (node["schema"], node.get("alias") or node["name"])
+        if node["resource_type"] not in BUILT_RESOURCE_TYPES or table not in wanted:
+            continue
+        columns = {
+            name
+            for name, column in node.get("columns", {}).items()
+            if (column.get("data_type") or "").lower() == "timestamp_ltz"
+        }
+        if columns:
+            instants[table] = columns
+    return instants
+
+
 def mirror_tables(
-    duckdb_conn: duckdb.DuckDBPyConnection, crm_home: Path, tables: Iterable[Table]
+    duckdb_conn: duckdb.DuckDBPyConnection,
+    crm_home: Path,
+    tables: Iterable[Table],
+    instants: Mapping[Table, set[str]] | None = None,
 ) -> dict[Table, int]:
     """Replace each `(schema, table)` in DuckDB with the rows Spark wrote for it, in one
-    transaction. Returns rows per table."""
+    transaction. Spark's one timestamp type comes back as DuckDB's `timestamp` (UTC
+    wall-clock time, as dbt builds the staged times on DuckDB), but for the columns
+    `instants` names per table (`instant_columns`), which stay `timestamp with time zone`.
+    Returns rows per table."""
     copied: dict[Table, int] = {}
     duckdb_conn.execute("set TimeZone = 'UTC'")
     duckdb_conn.execute("begin")
@@ -96,11 +122,10 @@ def mirror_tables(
         for schema, table in tables:
             parquet = spark_table_folder(crm_home, schema, table) / "*.parquet"
             files = f"read_parquet({literal(str(parquet))})"
-            # Spark's timestamps are instants, written as such; the working store's are UTC
-            # wall-clock times, as dbt builds them on DuckDB.
+            kept_instants = (instants or {}).get((schema, table), set())
             columns = ", ".join(
                 f"cast({quote_identifier(name)} as timestamp) as {quote_identifier(name)}"
-                if kind == "TIMESTAMP WITH TIME ZONE"
+                if kind == "TIMESTAMP WITH TIME ZONE" and name not in kept_instants
                 else quote_identifier(name)
                 for name, kind, *_ in duckdb_conn.execute(
                     f"describe select * from {files}"
@@ -165,15 +190,47 @@ class SparkDbt:
         return result.stdout
 
 
+def export_sources(
+    duckdb_conn: duckdb.DuckDBPyConnection,
+    manifest_path: Path,
+    built: Iterable[Table],
+    crm_home: Path,
+) -> dict[str, str]:
+    """Export the dbt sources the `built` tables read (`export_tables`), for registering."""
+    return export_tables(
+        duckdb_conn, source_tables_read(manifest_path, built), sources_folder(crm_home)
+    )
+
+
+def registration_arguments(locations: Mapping[str, str]) -> list[str]:
+    """The dbt command that registers exported folders as tables in Spark's catalog,
+    through dbt's own Spark session. The catalog keeps them: a folder exported again needs
+    no new registration unless its columns changed, but registering costs one Spark start."""
+    return [
+        "run-operation",
+        "register_spark_sources",
+        "--args",
+        json.dumps({"locations": dict(locations)}),
+    ]
+
+
+def mirror_built(
+    duckdb_conn: duckdb.DuckDBPyConnection,
+    crm_home: Path,
+    manifest_path: Path,
+    built: Iterable[Table],
+) -> dict[Table, int]:
+    """Mirror what dbt built on Spark back into DuckDB (`mirror_tables`), the points in time
+    its manifest names kept as such."""
+    built = list(built)
+    return mirror_tables(duckdb_conn, crm_home, built, instant_columns(manifest_path, built))
+
+
 def register_sources(dbt: SparkDbt, locations: dict[str, str]) -> None:
-    """Register exported folders as tables in Spark's catalog, through dbt's own Spark
-    session. The catalog keeps them: a folder exported again needs no new run."""
+    """Register exported folders as tables in Spark's catalog (`registration_arguments`)."""
     if not locations:
         return
-    dbt.run(
-        ["run-operation", "register_spark_sources", "--args", json.dumps({"locations": locations})],
-        f"registering {', '.join(locations)} in Spark",
-    )
+    dbt.run(registration_arguments(locations), f"registering {', '.join(locations)} in Spark")
 
 
 def build_on_spark(
@@ -213,10 +270,7 @@ def build_on_spark(
         if node["config"].get("materialized") != "ephemeral"
     )
     manifest = dbt.target_path / "manifest.json"
-    locations = export_tables(
-        duckdb_conn, source_tables_read(manifest, built), sources_folder(dbt.crm_home)
-    )
-    register_sources(dbt, locations)
+    register_sources(dbt, export_sources(duckdb_conn, manifest, built, dbt.crm_home))
     dbt.run(
         [
             "build",
@@ -228,4 +282,4 @@ def build_on_spark(
         ],
         f"dbt build {' '.join(selection)} on Spark",
     )
-    return mirror_tables(duckdb_conn, dbt.crm_home, built)
+    return mirror_built(duckdb_conn, dbt.crm_home, manifest, built)

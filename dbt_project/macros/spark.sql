@@ -32,3 +32,56 @@
 {% macro view_materialization() -%}
     {{ return('table' if target.type == 'spark' else 'view') }}
 {%- endmacro %}
+
+
+{#- A post-hook that deletes the rows whose `column` value is no longer in `relation`'s, for
+    the models updated in place. On Spark it is empty: Parquet tables take no DELETE, and the
+    models that carry it are rebuilt whole there (dim_customers) or rewrite their history
+    with only the rows they keep (fct_customer_alerts, `rewrites_history`). -#}
+{% macro delete_rows_missing_from(column, relation) -%}
+    {%- if target.type != 'spark' -%}
+    delete from {{ this }} where {{ column }} not in (select {{ column }} from {{ relation }})
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- Whether a model that keeps its own history (rows no source holds any more) writes the
+    whole of it on each incremental run: on Spark, which can neither merge into nor delete
+    from Parquet tables, the run overwrites the table (`insert_overwrite`, no partitions)
+    with the earlier rows it keeps and the new ones. Elsewhere the new rows replace those of
+    the same key (`unique_key`) and a post-hook deletes the rest. -#}
+{% macro rewrites_history() -%}
+    {{ return(target.type == 'spark') }}
+{%- endmacro %}
+
+{% macro history_incremental_strategy() -%}
+    {{ return('insert_overwrite' if rewrites_history() else none) }}
+{%- endmacro %}
+
+
+{#- The earlier rows of a history model, as its incremental run reads them. Spark refuses to
+    overwrite a table that the same query reads, so there `copy_earlier_rows` (a pre-hook)
+    first copies them to `<table>__earlier`, and `drop_earlier_rows` (a post-hook) drops the
+    copy once the table is written. -#}
+{% macro earlier_rows() -%}
+    {%- if rewrites_history() -%}
+    {{ return(this.incorporate(path={'identifier': this.identifier ~ '__earlier'})) }}
+    {%- else -%}
+    {{ return(this) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro copy_earlier_rows() -%}
+    {%- if rewrites_history() and is_incremental() -%}
+    {%- do run_query('drop table if exists ' ~ earlier_rows()) -%}
+    {%- do run_query(
+        'create table ' ~ earlier_rows() ~ ' using parquet as select * from ' ~ this
+    ) -%}
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro drop_earlier_rows() -%}
+    {%- if rewrites_history() -%}
+    drop table if exists {{ earlier_rows() }}
+    {%- endif -%}
+{%- endmacro %}

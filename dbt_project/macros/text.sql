@@ -69,8 +69,27 @@
     arg_min({{ value }}, {{ rank }}) filter (where {{ present or value }} is not null)
 {%- endmacro %}
 
+{% macro spark__pick_lowest(value, rank, present) -%}
+    min_by({{ value }}, {{ rank }}) filter (where {{ present or value }} is not null)
+{%- endmacro %}
+
 {% macro default__pick_lowest(value, rank, present) -%}
     {{ pick_first(value, rank, present) }}
+{%- endmacro %}
+
+
+{#- The values of a text column in a group, sorted and joined by `delimiter`.
+    dbt-spark's `listagg` drops the order (Spark's `collect_list` keeps none). -#}
+{% macro sorted_text_list(column, delimiter) -%}
+    {{ return(adapter.dispatch('sorted_text_list', 'crm_warehouse')(column, delimiter)) }}
+{%- endmacro %}
+
+{% macro default__sorted_text_list(column, delimiter) -%}
+    {{ dbt.listagg(column, "'" ~ delimiter ~ "'", 'order by ' ~ column) }}
+{%- endmacro %}
+
+{% macro spark__sorted_text_list(column, delimiter) -%}
+    array_join(array_sort(collect_list({{ column }})), '{{ delimiter }}')
 {%- endmacro %}
 
 

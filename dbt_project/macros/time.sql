@@ -24,3 +24,19 @@
     where _loaded_at > (select max(loaded_at) from {{ this }})
     {%- endif %}
 {%- endmacro %}
+
+
+{#- A point in time (`timestamp with time zone`, as the Python steps write them) as UTC
+    wall-clock time, the way every staged time is kept. Spark has one timestamp type, an
+    instant, which its UTC session already shows as UTC. -#}
+{% macro instant_as_utc(expression) -%}
+    {{ return(adapter.dispatch('instant_as_utc', 'crm_warehouse')(expression)) }}
+{%- endmacro %}
+
+{% macro default__instant_as_utc(expression) -%}
+    cast({{ expression }} at time zone 'UTC' as timestamp)
+{%- endmacro %}
+
+{% macro spark__instant_as_utc(expression) -%}
+    cast({{ expression }} as timestamp)
+{%- endmacro %}

@@ -34,13 +34,25 @@ phone_holders as (
 
 ),
 
+ranked_holders as (
+
+    select
+        phone_e164,
+        customer_id,
+        row_number() over (
+            partition by phone_e164 order by record_count desc, customer_id
+        ) as holder_rank
+    from phone_holders
+
+),
+
 phones as (
 
     select
         phone_e164,
         count(*) as holder_count,
-        {{ pick_first('customer_id', 'record_count desc, customer_id') }} as main_customer_id
-    from phone_holders
+        {{ pick_lowest('customer_id', 'holder_rank') }} as main_customer_id
+    from ranked_holders
     group by phone_e164
 
 ),

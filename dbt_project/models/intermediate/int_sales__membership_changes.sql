@@ -5,7 +5,13 @@ with
 
 levels as (
 
+    {#- dbt-spark snapshots only into Delta Lake, Iceberg or Hudi: Spark keeps the same
+        history in a model of its own. #}
+    {%- if target.type == 'spark' %}
+    select * from {{ ref('int_sales__membership_level_history') }}
+    {%- else %}
     select * from {{ ref('snap_sales__membership_levels') }}
+    {%- endif %}
 
 ),
 

@@ -21,10 +21,12 @@
         materialized='incremental',
         full_refresh=false,
         unique_key=['alert_date', 'customer_id', 'alert_kind'],
+        incremental_strategy=history_incremental_strategy(),
         on_schema_change='append_new_columns',
+        pre_hook=["{{ copy_earlier_rows() }}"],
         post_hook=[
-            "delete from {{ this }} where customer_id not in "
-            ~ "(select customer_id from {{ ref('dim_customers') }})"
+            "{{ delete_rows_missing_from('customer_id', ref('dim_customers')) }}",
+            "{{ drop_earlier_rows() }}",
         ],
     )
 }}
@@ -83,7 +85,7 @@ id_map as (
 
 raised_earlier as (
 
-    select * from {{ this }}
+    select * from {{ earlier_rows() }}
 
 ),
 
@@ -136,7 +138,7 @@ gaps as (
         customer_orders.customer_id,
         count(*) as lifetime_orders,
         {{ dbt.datediff('min(customer_orders.ordered_on)', 'max(customer_orders.ordered_on)', 'day') }}
-            * 1.0 / nullif(count(*) - 1, 0) as usual_gap_days,
+            as ordering_span_days,
         max(customer_orders.ordered_on) as last_order_on
     from customer_orders
     cross join as_of
@@ -212,7 +214,7 @@ raised as (
         buying.customer_id,
         'frequency_drop' as alert_kind,
         cast(buying.recent_orders as {{ text_type() }}) || ' orders in the last {{ recent }} days against '
-            || cast(cast(buying.expected_recent_orders as decimal(10, 1)) as {{ text_type() }})
+            || cast({{ rounded_quotient('buying.baseline_orders * ' ~ recent, baseline, 10, 1) }} as {{ text_type() }})
             || ' usually (chance '
             || cast(cast(buying.chance_of_so_few as decimal(6, 4)) as {{ text_type() }}) || ')' as reason
     from buying
@@ -226,8 +228,8 @@ raised as (
         buying.customer_id,
         'spend_drop' as alert_kind,
         'average order in the last {{ recent }} days fell to '
-            || cast(cast(buying.recent_spend / buying.recent_orders as decimal(18, 2)) as {{ text_type() }})
-            || ' from ' || cast(cast(buying.baseline_spend / buying.baseline_orders as decimal(18, 2)) as {{ text_type() }})
+            || cast({{ rounded_quotient('buying.recent_spend', 'buying.recent_orders', 18, 2) }} as {{ text_type() }})
+            || ' from ' || cast({{ rounded_quotient('buying.baseline_spend', 'buying.baseline_orders', 18, 2) }} as {{ text_type() }})
             as reason
     from buying
     where buying.baseline_orders >= {{ var('alert_min_baseline_orders') }}
@@ -242,13 +244,16 @@ raised as (
         'inactive_past_usual_gap' as alert_kind,
         'no order for ' || cast({{ dbt.datediff('gaps.last_order_on', 'as_of.as_of_date', 'day') }} as {{ text_type() }})
             || ' days; usually one every '
-            || cast(cast(gaps.usual_gap_days as decimal(10, 1)) as {{ text_type() }}) || ' days' as reason
+            || cast({{ rounded_quotient('gaps.ordering_span_days', 'gaps.lifetime_orders - 1', 10, 1) }} as {{ text_type() }})
+            || ' days' as reason
     from gaps
     cross join as_of
     where gaps.lifetime_orders >= {{ var('alert_inactivity_min_orders') }}
-        and gaps.usual_gap_days > 0
+        and gaps.ordering_span_days > 0
+        -- Past the multiple of their usual gap, the span over the gaps between orders.
         and {{ dbt.datediff('gaps.last_order_on', 'as_of.as_of_date', 'day') }}
-            > {{ var('alert_inactivity_gap_multiple') }} * gaps.usual_gap_days
+            * (gaps.lifetime_orders - 1)
+            > {{ var('alert_inactivity_gap_multiple') }} * gaps.ordering_span_days
 
     union all
 
@@ -369,7 +374,51 @@ new_rows as (
 
 )
 
+{% if rewrites_history() %}
+
+,
+
+-- The whole history is written again (Spark): the earlier rows of current customers go
+-- with the new ones, but for those a new row of the same key replaces.
+kept_rows as (
+
+    select
+        raised_earlier.alert_date,
+        raised_earlier.customer_id,
+        raised_earlier.alert_kind,
+        raised_earlier.alert_kind_zh,
+        raised_earlier.alert_kind_en,
+        raised_earlier.severity,
+        raised_earlier.reason,
+        raised_earlier.suggested_owner,
+        raised_earlier.value_tier
+    from raised_earlier
+    where raised_earlier.customer_id in (select customer_id from {{ ref('dim_customers') }})
+        and not exists (
+            select 1
+            from new_rows
+            where new_rows.alert_date = raised_earlier.alert_date
+                and new_rows.customer_id = raised_earlier.customer_id
+                and new_rows.alert_kind = raised_earlier.alert_kind
+        )
+
+),
+
+written_rows as (
+
+    select * from new_rows
+    union all
+    select * from kept_rows
+
+)
+
+select * from written_rows
+
+{% else %}
+
 select * from new_rows
+
+{% endif %}
 
 {% else %}
 

@@ -101,18 +101,18 @@ final as (
         cast(coalesce(funnel.opened, 0) as integer) as opened,
         cast(coalesce(funnel.clicked, 0) as integer) as clicked,
         cast(coalesce(funnel.converted, 0) as integer) as converted,
-        cast(funnel.opened * 1.0 / nullif(funnel.reached, 0) as decimal(6, 4)) as open_rate,
-        cast(funnel.clicked * 1.0 / nullif(funnel.reached, 0) as decimal(6, 4)) as click_rate,
-        cast(
-            funnel.converted * 1.0 / nullif(funnel.reached, 0) as decimal(6, 4)
-        ) as conversion_rate,
+        {{ rounded_quotient('funnel.opened', 'nullif(funnel.reached, 0)', 6, 4) }} as open_rate,
+        {{ rounded_quotient('funnel.clicked', 'nullif(funnel.reached, 0)', 6, 4) }} as click_rate,
+        {{ rounded_quotient('funnel.converted', 'nullif(funnel.reached, 0)', 6, 4) }} as conversion_rate,
         cast(coalesce(attributed.attributed_orders, 0) as integer) as attributed_orders,
         cast(coalesce(attributed.attributed_revenue, 0) as decimal(18, 2)) as attributed_revenue,
         campaigns.campaign_cost,
-        cast(
-            (coalesce(attributed.attributed_revenue, 0) - campaigns.campaign_cost)
-            / nullif(campaigns.campaign_cost, 0) as decimal(10, 4)
-        ) as roi,
+        -- In cents, so both sides of the quotient are whole numbers.
+        {{ rounded_quotient(
+            '(coalesce(attributed.attributed_revenue, 0) - campaigns.campaign_cost) * 100',
+            'nullif(campaigns.campaign_cost, 0) * 100',
+            10, 4
+        ) }} as roi,
         cast(coalesce(attributed.new_customers, 0) as integer) as new_customers,
         cast({{ var('attribution_window_days') }} as integer) as attribution_window_days
     from campaigns

@@ -141,9 +141,8 @@ final as (
         cast(coalesce(purchases.revenue, 0) as decimal(18, 2)) as revenue,
         purchases.first_order_at,
         purchases.last_order_at,
-        cast(
-            purchases.revenue / nullif(purchases.order_count, 0) as decimal(18, 2)
-        ) as average_basket,
+        {{ rounded_quotient('purchases.revenue', 'nullif(purchases.order_count, 0)', 18, 2) }}
+            as average_basket,
         cast(coalesce(call_summary.call_count, 0) as integer) as call_count,
         cast(
             coalesce(call_summary.abandoned_call_count, 0) as integer

@@ -12,13 +12,12 @@
 
 {{
     config(
-        materialized='incremental',
+        materialized=incremental_materialization(),
         unique_key='customer_id',
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
         post_hook=[
-            "delete from {{ this }} where customer_id not in "
-            ~ "(select customer_id from {{ ref('int_identity__record_customers') }})"
+            "{{ delete_rows_missing_from('customer_id', ref('int_identity__record_customers')) }}"
         ],
     )
 }}
@@ -62,7 +61,7 @@ linked_records as (
         customer_id,
         source,
         source_key,
-        cast(linked_at at time zone 'UTC' as timestamp) as linked_at
+        {{ instant_as_utc('linked_at') }} as linked_at
     from record_customers
 
 ),
@@ -308,7 +307,7 @@ sources_seen as (
 
     select
         customer_id,
-        {{ dbt.listagg('source', "','", 'order by source') }} as sources_seen
+        {{ sorted_text_list('source', ',') }} as sources_seen
     from (select distinct customer_id, source from all_values) as distinct_sources
     group by customer_id
 

@@ -113,35 +113,19 @@ final as (
         cast(calls_offered as integer) as calls_offered,
         cast(calls_answered as integer) as calls_answered,
         cast(calls_abandoned as integer) as calls_abandoned,
-        cast(calls_answered * 1.0 / nullif(calls_offered, 0) as decimal(6, 4)) as answer_rate,
-        cast(
-            total_wait_seconds * 1.0 / nullif(calls_answered, 0) as decimal(10, 1)
-        ) as average_speed_of_answer_seconds,
-        cast(
-            calls_answered_in_target * 1.0 / nullif(calls_offered, 0) as decimal(6, 4)
-        ) as service_level,
-        cast(
-            total_talk_seconds * 1.0 / nullif(calls_answered, 0) as decimal(10, 1)
-        ) as average_handle_time_seconds,
-        cast(
-            calls_resolved_first_contact * 1.0 / nullif(calls_answered, 0) as decimal(6, 4)
-        ) as first_contact_resolution_rate,
+        {{ rounded_quotient('calls_answered', 'nullif(calls_offered, 0)', 6, 4) }} as answer_rate,
+        {{ rounded_quotient('total_wait_seconds', 'nullif(calls_answered, 0)', 10, 1) }} as average_speed_of_answer_seconds,
+        {{ rounded_quotient('calls_answered_in_target', 'nullif(calls_offered, 0)', 6, 4) }} as service_level,
+        {{ rounded_quotient('total_talk_seconds', 'nullif(calls_answered, 0)', 10, 1) }} as average_handle_time_seconds,
+        {{ rounded_quotient('calls_resolved_first_contact', 'nullif(calls_answered, 0)', 6, 4) }} as first_contact_resolution_rate,
         cast(tickets_opened as integer) as tickets_opened,
         cast(tickets_resolved as integer) as tickets_resolved,
-        -- Rounded half up to the hundredth in whole numbers, exactly on every engine: a
-        -- quotient cast to decimal(10, 2) rounds .xx5 differently on DuckDB (doubles) and
-        -- Spark (exact decimals). floor((a + b/2) / b) of whole numbers is exact in doubles.
-        cast(
-            cast(
-                floor(
-                    (total_resolution_seconds * 100 + 1800 * tickets_resolved)
-                    / (3600e0 * nullif(tickets_resolved, 0))
-                ) as bigint
-            ) * 0.01 as decimal(10, 2)
-        ) as average_resolution_hours,
+        {{ rounded_quotient(
+            'total_resolution_seconds', '3600 * nullif(tickets_resolved, 0)', 10, 2
+        ) }} as average_resolution_hours,
         cast(complaints as integer) as complaints,
-        cast(complaints * 1.0 / nullif(tickets_opened, 0) as decimal(6, 4)) as complaint_rate,
-        cast(total_satisfaction * 1.0 / nullif(csat_responses, 0) as decimal(4, 2)) as csat,
+        {{ rounded_quotient('complaints', 'nullif(tickets_opened, 0)', 6, 4) }} as complaint_rate,
+        {{ rounded_quotient('total_satisfaction', 'nullif(csat_responses, 0)', 4, 2) }} as csat,
         cast(csat_responses as integer) as csat_responses
     from combined
 
