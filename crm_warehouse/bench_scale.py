@@ -654,10 +654,10 @@ def pipeline_facts(settings: Settings) -> dict[str, object]:
     entered = time.time()
     outcome = run_pipeline(settings)
     returned = time.time()
-    if not outcome.success or outcome.failed_checks:
+    if not outcome.success or outcome.failed_checks or outcome.skipped_steps:
         raise RuntimeError(
             f"pipeline run {outcome.run_id} failed: steps {outcome.failed_steps}, checks "
-            f"{outcome.failed_checks}"
+            f"{outcome.failed_checks}, not run {outcome.skipped_steps}"
         )
     steps: dict[str, dict[str, object]] = {}
     run_start = run_end = returned

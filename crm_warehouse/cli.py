@@ -252,7 +252,9 @@ def _run_and_report(
     print("Materialising every asset (ingest, staging, identity, marts, scoring) …")
     started = time.perf_counter()
     outcome = run_pipeline(settings, retrain_identity=retrain_identity, full_refresh=full_refresh)
-    state = "succeeded" if outcome.success else "FAILED"
+    state = (
+        "FAILED" if not outcome.success else "INCOMPLETE" if outcome.skipped_steps else "succeeded"
+    )
     print(f"  run {outcome.run_id} {state} in {time.perf_counter() - started:.1f} s")
     for step in outcome.failed_steps:
         print(f"  failed step: {step}")
@@ -260,8 +262,10 @@ def _run_and_report(
         print(f"  failed check: {check}")
     for check in outcome.warned_checks:
         print(f"  warning: {check} (see its metadata in the Dagster UI)")
+    for step in outcome.skipped_steps:
+        print(f"  not run: {step}")
     print(summarise(settings.warehouse_path).render())
-    return outcome.success and not outcome.failed_checks
+    return outcome.success and not outcome.failed_checks and not outcome.skipped_steps
 
 
 def _identity_retrain(args: argparse.Namespace) -> int:

@@ -20,6 +20,11 @@ class RunOutcome:
     failed_steps: list[str]
     failed_checks: list[str]
     warned_checks: list[str]
+    # Steps that never ran because an upstream step did not produce what they read. After a
+    # failure or a failed blocking check that is the gate at work; with neither, a step
+    # reported success without materialising all its assets, and Dagster still calls the
+    # run a success.
+    skipped_steps: list[str]
 
 
 DAGSTER_YAML = """\
@@ -79,6 +84,11 @@ def run_pipeline(
         for event in result.all_events
         if event.event_type == dg.DagsterEventType.STEP_FAILURE
     ]
+    skipped_steps = [
+        event.step_key or ""
+        for event in result.all_events
+        if event.event_type == dg.DagsterEventType.STEP_SKIPPED
+    ]
     failed_evaluations = [
         evaluation
         for evaluation in (
@@ -103,4 +113,5 @@ def run_pipeline(
         failed_steps,
         names(dg.AssetCheckSeverity.ERROR),
         names(dg.AssetCheckSeverity.WARN),
+        skipped_steps,
     )

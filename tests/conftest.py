@@ -86,6 +86,7 @@ def resolved_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings
         generate(settings.sources_dir, PIPELINE_CUSTOMERS, PIPELINE_DAYS, seed=11)
         outcome = run_pipeline(settings)
     assert outcome.success, outcome.failed_steps
+    assert not outcome.skipped_steps, outcome.skipped_steps
     yield settings
 
 
