@@ -18,7 +18,7 @@ import duckdb
 from crm_warehouse.target.postgres import PostgresConnection
 
 # Where the dbt models build: the embedded DuckDB file, or an existing PostgreSQL server.
-TARGETS = ("duckdb", "postgres")
+TARGETS = ("duckdb", "postgres", "spark")
 
 DEFAULT_SALES_TABLES = {
     "customers": "customers",
@@ -47,7 +47,8 @@ class Settings:
     # DuckDB spills to CRM_HOME/tmp past this, so a million customers ingest in bounded memory.
     duckdb_memory_limit: str = "768MB"
     # The engine the dbt project builds on (CRM_TARGET); with postgres, the server in
-    # `postgres` (CRM_PG_*) holds the models and DuckDB stays the Python steps' working store.
+    # `postgres` (CRM_PG_*) holds the models, with spark a Spark session (CRM_SPARK_*, in
+    # dbt's profile) under CRM_HOME/spark; DuckDB stays the Python steps' working store.
     target: str = "duckdb"
     postgres: PostgresConnection = field(default_factory=PostgresConnection)
     # Splink scores pairs in its own in-memory DuckDB, beside the warehouse's.

@@ -51,6 +51,14 @@ from crm_warehouse.ingest.batches import ensure_schema
 from crm_warehouse.publish.serving import SERVING_STORAGE_VERSION
 from crm_warehouse.settings import Settings
 from crm_warehouse.target.postgres import Table, list_tables, push_tables
+from crm_warehouse.target.spark import (
+    EARLIER_ROWS_SUFFIX,
+    export_table,
+    exported_sources,
+    sources_folder,
+    spark_table_folder,
+    spark_tables,
+)
 
 
 class AlreadyErased(LookupError):
@@ -74,6 +82,9 @@ class ErasureReport:
     not_under_crm_home: list[str] = field(default_factory=list)
     # CRM_TARGET=postgres: the server's tables replaced by their erased working-store twins.
     postgres_tables_replaced: list[str] = field(default_factory=list)
+    # Spark's copies under CRM_HOME/spark (CRM_TARGET=spark, now or before): each table's
+    # Parquet files replaced by its erased working-store twin's.
+    spark_tables_replaced: list[str] = field(default_factory=list)
 
     def as_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
@@ -213,6 +224,7 @@ def erase_customer(
     try:
         ensure_schema(conn)  # a warehouse from before erasure existed lacks rows_erased
         postgres_tables = _postgres_tables(settings, conn)
+        spark_copies = _spark_copies(settings, conn)
         try:
             footprint = find_footprint(conn, customer_id)
         except UnknownCustomer:
@@ -287,6 +299,9 @@ def erase_customer(
         with settings.connect_warehouse() as working:
             push_tables(working, settings.postgres, postgres_tables, settings.scratch_dir)
         report.postgres_tables_replaced = [f"{schema}.{table}" for schema, table in postgres_tables]
+    if spark_copies:
+        with settings.connect_warehouse() as working:
+            report.spark_tables_replaced = _replace_spark_copies(working, spark_copies)
     for snapshot in sorted((settings.serving_dir / "snapshots").glob("*.duckdb")):
         _erase_from_snapshot(snapshot, footprint)
         report.databases_rewritten.append(snapshot.relative_to(home).as_posix())
@@ -340,6 +355,51 @@ def _postgres_tables(settings: Settings, conn: duckdb.DuckDBPyConnection) -> lis
             + ". Drop them, or run the pipeline so they are mirrored, then erase again."
         )
     return on_server
+
+
+def _spark_copies(settings: Settings, conn: duckdb.DuckDBPyConnection) -> list[tuple[Table, Path]]:
+    """Every table Spark keeps under CRM_HOME, whatever the target is now: dbt's tables and
+    the sources exported for it, with their folders. Each must be a twin of a working-store
+    table (what dbt built on Spark is mirrored back, the sources came from it), whose erased
+    rows replace its Parquet files. A table with no twin might hold the person: stop first."""
+    home = settings.crm_home
+    copies = [
+        *((table, spark_table_folder(home, *table)) for table in spark_tables(home)),
+        *((table, sources_folder(home) / table[0] / table[1]) for table in exported_sources(home)),
+    ]
+    if not copies:
+        return []
+    working = set(
+        conn.execute("select table_schema, table_name from information_schema.tables").fetchall()
+    )
+    unknown = [
+        f"{schema}.{table}"
+        for (schema, table), _ in copies
+        if (schema, table) not in working and not table.endswith(EARLIER_ROWS_SUFFIX)
+    ]
+    if unknown:
+        raise UncoveredTables(
+            "Spark's warehouse under CRM_HOME holds tables the working store does not, so "
+            "they cannot be erased: " + ", ".join(unknown) + ". Drop them, or run the "
+            "pipeline on Spark so they are mirrored, then erase again."
+        )
+    return copies
+
+
+def _replace_spark_copies(
+    working: duckdb.DuckDBPyConnection, copies: list[tuple[Table, Path]]
+) -> list[str]:
+    """Rewrite each Spark table's files from its erased twin; the old files, with the
+    person's rows, are deleted. A history model's copy of its rows for the length of a run
+    (`<table>__earlier`, left by a run that failed) is deleted: the next run makes it again."""
+    replaced: list[str] = []
+    for (schema, table), folder in copies:
+        if table.endswith(EARLIER_ROWS_SUFFIX):
+            shutil.rmtree(folder)
+        else:
+            export_table(working, (schema, table), folder)
+        replaced.append(f"{schema}.{table}")
+    return replaced
 
 
 def _erase_from_snapshot(snapshot: Path, footprint: Footprint) -> None:

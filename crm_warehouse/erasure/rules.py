@@ -37,6 +37,8 @@ WAREHOUSE_RULES: dict[str, Rule] = {
     "stg_sales__orders": (("order_id", "sales_order"),),
     "stg_sales__order_lines": (("order_id", "sales_order"),),
     "snap_sales__membership_levels": (("sales_customer_id", "sales_customer"),),
+    # the same history on Spark (dbt-spark snapshots only into Delta, Iceberg or Hudi)
+    "int_sales__membership_level_history": (("sales_customer_id", "sales_customer"),),
     # intermediate
     "int_callcentre__call_customers": (("call_id", "call"), ("customer_id", CUSTOMER)),
     "int_callcentre__ticket_origins": (("ticket_id", "ticket"), ("origin_call_id", "call")),

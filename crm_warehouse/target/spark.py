@@ -30,6 +30,10 @@ from crm_warehouse.ingest.validation import literal, quote_identifier
 from crm_warehouse.target.exchange import BUILT_RESOURCE_TYPES, source_tables_read
 from crm_warehouse.target.postgres import Table
 
+# A history model's copy of its earlier rows for the length of a run on Spark (the dbt
+# macro `earlier_rows`), which Spark needs because it will not overwrite a table it reads.
+EARLIER_ROWS_SUFFIX = "__earlier"
+
 
 class SparkBuildError(RuntimeError):
     """dbt on Spark failed; the message carries dbt's own output."""
@@ -49,34 +53,55 @@ def warehouse_folder(crm_home: Path) -> Path:
     return spark_home(crm_home) / "warehouse"
 
 
+def export_table(duckdb_conn: duckdb.DuckDBPyConnection, table: Table, target: Path) -> None:
+    """Write a DuckDB `(schema, table)` as the one Parquet file of folder `target`,
+    replacing whatever files were there."""
+    # Every timestamp goes out as an instant, a wall-clock time read as UTC: Spark reads
+    # those as its `timestamp`, in its UTC session the same wall-clock time (Parquet's
+    # time-zone-less timestamps would arrive as `timestamp_ntz`, which no model expects).
+    duckdb_conn.execute("set TimeZone = 'UTC'")
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    relation = f"{quote_identifier(table[0])}.{quote_identifier(table[1])}"
+    columns = ", ".join(
+        f"cast({quote_identifier(name)} as timestamptz) as {quote_identifier(name)}"
+        if kind == "TIMESTAMP"
+        else quote_identifier(name)
+        for name, kind, *_ in duckdb_conn.execute(f"describe {relation}").fetchall()
+    )
+    duckdb_conn.execute(
+        f"copy (select {columns} from {relation}) "
+        f"to {literal(str(target / 'part-0.parquet'))} (format parquet)"
+    )
+
+
 def export_tables(
     duckdb_conn: duckdb.DuckDBPyConnection, tables: Iterable[Table], folder: Path
 ) -> dict[str, str]:
     """Write each `(schema, table)` as Parquet into `folder/<schema>/<table>/`, replacing
     what was there. Returns the folder of each, by "schema.table", for
     `register_spark_sources`."""
-    # Every timestamp goes out as an instant, a wall-clock time read as UTC: Spark reads
-    # those as its `timestamp`, in its UTC session the same wall-clock time (Parquet's
-    # time-zone-less timestamps would arrive as `timestamp_ntz`, which no model expects).
-    duckdb_conn.execute("set TimeZone = 'UTC'")
     locations: dict[str, str] = {}
     for schema, table in tables:
         target = folder / schema / table
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True)
-        relation = f"{quote_identifier(schema)}.{quote_identifier(table)}"
-        columns = ", ".join(
-            f"cast({quote_identifier(name)} as timestamptz) as {quote_identifier(name)}"
-            if kind == "TIMESTAMP"
-            else quote_identifier(name)
-            for name, kind, *_ in duckdb_conn.execute(f"describe {relation}").fetchall()
-        )
-        duckdb_conn.execute(
-            f"copy (select {columns} from {relation}) "
-            f"to {literal(str(target / 'part-0.parquet'))} (format parquet)"
-        )
+        export_table(duckdb_conn, (schema, table), target)
         locations[f"{schema}.{table}"] = str(target.resolve())
     return locations
+
+
+def exported_sources(crm_home: Path) -> list[Table]:
+    """The sources exported for Spark so far (`sources/<schema>/<table>/`)."""
+    folder = sources_folder(crm_home)
+    return sorted((table.parent.name, table.name) for table in folder.glob("*/*") if table.is_dir())
+
+
+def spark_tables(crm_home: Path) -> list[Table]:
+    """The tables dbt built on Spark so far, by their folders under its warehouse."""
+    return sorted(
+        (table.parent.name.removesuffix(".db"), table.name)
+        for table in warehouse_folder(crm_home).glob("*.db/*")
+        if table.is_dir()
+    )
 
 
 def spark_table_folder(crm_home: Path, schema: str, table: str) -> Path:

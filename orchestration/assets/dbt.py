@@ -12,6 +12,7 @@ from dagster_duckdb import DuckDBResource
 from crm_warehouse.settings import Settings
 from crm_warehouse.target.exchange import source_tables_read
 from crm_warehouse.target.postgres import pull_tables, push_tables
+from crm_warehouse.target.spark import export_sources, mirror_built, registration_arguments
 
 
 class WarehouseAddressTranslator(DagsterDbtTranslator):
@@ -146,10 +147,16 @@ def _dbt_build_assets(project: DbtProject, name: str, **selection: str) -> dg.As
         target_path = invocation_target_path(
             project.target_path, context.op_execution_context.op.name, context.run.run_id
         )
-        if settings.target != "postgres":
+        if settings.target == "duckdb":
             yield from dbt.cli(
                 _build_args(config), context=context, target_path=target_path
             ).stream()
+            keep_parse_state(target_path, project.target_path)
+            return
+        if settings.target == "spark":
+            yield from _build_on_spark(
+                context, config, dbt, warehouse, settings, project.manifest_path, target_path
+            )
             keep_parse_state(target_path, project.target_path)
             return
         # On PostgreSQL: the sources this part reads go in, what it built comes back to the
@@ -170,6 +177,30 @@ def _dbt_build_assets(project: DbtProject, name: str, **selection: str) -> dg.As
         context.log.info(f"mirrored from PostgreSQL: {_describe(pulled)}")
 
     return build
+
+
+def _build_on_spark(
+    context: dg.AssetExecutionContext,
+    config: DbtBuildConfig,
+    dbt: DbtCliResource,
+    warehouse: DuckDBResource,
+    settings: Settings,
+    manifest: Path,
+    target_path: Path,
+) -> Iterator[Any]:
+    """One part on Spark: the sources it reads go out as Parquet and are registered in
+    Spark's catalog, dbt builds on Spark, and what it built comes back to the working store
+    (crm_warehouse.target.spark), where identity, scoring, the gate and publishing read it."""
+    built = sorted((key.path[0], key.path[1]) for key in context.selected_asset_keys)
+    with warehouse.get_connection() as conn:
+        locations = export_sources(conn, manifest, built, settings.crm_home)
+    if locations:
+        dbt.cli(registration_arguments(locations), target_path=target_path / "register").wait()
+        context.log.info(f"registered in Spark: {', '.join(locations)}")
+    yield from dbt.cli(_build_args(config), context=context, target_path=target_path).stream()
+    with warehouse.get_connection() as conn:
+        mirrored = mirror_built(conn, settings.crm_home, manifest, built)
+    context.log.info(f"mirrored from Spark: {_describe(mirrored)}")
 
 
 def _describe(rows_by_table: Mapping[tuple[str, str], int]) -> str:

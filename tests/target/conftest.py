@@ -14,9 +14,10 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import duckdb
 import psycopg2
 import pytest
 
@@ -131,3 +132,33 @@ def postgres_env(
     monkeypatch.setenv("CRM_PG_DATABASE", postgres_database.database)
     monkeypatch.delenv("CRM_PG_PASSWORD", raising=False)
     return postgres_database
+
+
+# What business users read, summed so that any difference in any row shows.
+SEGMENTS = "select {0}, count(*) from marts.customer_segments group by 1 order by 1"
+FIGURES = {
+    "customers": "select count(*) from marts.dim_customers",
+    "value tiers": SEGMENTS.format("value_tier"),
+    "lifecycle": SEGMENTS.format("lifecycle_stage"),
+    "rfm segments": SEGMENTS.format("rfm_segment"),
+    "strategies": SEGMENTS.format("service_strategy"),
+    "service KPIs": "select sum(calls_offered), sum(calls_answered), sum(calls_abandoned), "
+    "round(avg(answer_rate), 9), round(avg(service_level), 9), round(avg(csat), 9) "
+    "from marts.fct_service_kpis_daily",
+    "campaigns": "select sum(reached), sum(converted), round(sum(attributed_revenue), 2) "
+    "from marts.fct_campaign_performance",
+    "alerts": "select alert_kind, severity, count(*) from marts.fct_customer_alerts "
+    "group by 1, 2 order by 1, 2",
+    "orders": "select count(*), round(sum(margin_amount), 2) from marts.fct_orders",
+}
+
+
+def _figures(warehouse: Path) -> dict[str, list[tuple[object, ...]]]:
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        return {name: conn.execute(query).fetchall() for name, query in FIGURES.items()}
+
+
+@pytest.fixture
+def business_figures() -> Callable[[Path], dict[str, list[tuple[object, ...]]]]:
+    """What business users read of a warehouse (`FIGURES`), for comparing two engines' runs."""
+    return _figures
