@@ -19,6 +19,7 @@ from crm_warehouse.target.postgres import PostgresConnection
 
 # Where the dbt models build: the embedded DuckDB file, or an existing PostgreSQL server.
 TARGETS = ("duckdb", "postgres", "spark")
+IDENTITY_ENGINES = ("duckdb", "spark")
 
 DEFAULT_SALES_TABLES = {
     "customers": "customers",
@@ -53,6 +54,9 @@ class Settings:
     postgres: PostgresConnection = field(default_factory=PostgresConnection)
     # Splink scores pairs in its own in-memory DuckDB, beside the warehouse's.
     identity_memory_limit: str = "1536MB"
+    # Where Splink runs (CRM_IDENTITY_ENGINE): that DuckDB, or a Spark session in this
+    # process (the default with CRM_TARGET=spark); the stable ids stay in the warehouse.
+    identity_engine: str = "duckdb"
     # Scoring's feature query ran out of memory under the ingest limit above at 3M
     # customers (DuckDB could not spill it), so scoring raises the limit while it runs.
     scoring_memory_limit: str = "4GB"
@@ -166,6 +170,16 @@ class Settings:
         target = str(setting("CRM_TARGET", "target", "duckdb"))
         if target not in TARGETS:
             raise SettingsError(f"CRM_TARGET must be one of {', '.join(TARGETS)}, not {target!r}")
+        identity_engine = str(
+            setting(
+                "CRM_IDENTITY_ENGINE", "identity_engine", "spark" if target == "spark" else "duckdb"
+            )
+        )
+        if identity_engine not in IDENTITY_ENGINES:
+            raise SettingsError(
+                f"CRM_IDENTITY_ENGINE must be one of {', '.join(IDENTITY_ENGINES)}, "
+                f"not {identity_engine!r}"
+            )
         try:
             # dbt's profile reads the same variables, so the connection is environment-only.
             postgres = PostgresConnection.from_env(env)
@@ -200,6 +214,7 @@ class Settings:
             identity_memory_limit=str(
                 setting("CRM_IDENTITY_MEMORY_LIMIT", "identity_memory_limit", "1536MB")
             ),
+            identity_engine=identity_engine,
             scoring_memory_limit=str(
                 setting("CRM_SCORING_MEMORY_LIMIT", "scoring_memory_limit", "4GB")
             ),

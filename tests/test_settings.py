@@ -94,8 +94,13 @@ def test_the_target_and_its_postgresql_connection_come_from_the_environment(
         "postgresql+psycopg2://etl:pa55%2Fword%40@db.internal:6432/crm_prod"
     )
     assert "pa55" not in repr(settings)
+    assert default.identity_engine == "duckdb"
     spark = Settings.from_env({"CRM_HOME": str(tmp_path), "CRM_TARGET": "spark"})
-    assert spark.target == "spark"
+    assert spark.target == "spark" and spark.identity_engine == "spark"
+    mixed = {"CRM_HOME": str(tmp_path), "CRM_TARGET": "spark", "CRM_IDENTITY_ENGINE": "duckdb"}
+    assert Settings.from_env(mixed).identity_engine == "duckdb"
+    with pytest.raises(SettingsError, match="CRM_IDENTITY_ENGINE"):
+        Settings.from_env({"CRM_HOME": str(tmp_path), "CRM_IDENTITY_ENGINE": "pandas"})
     with pytest.raises(SettingsError, match="CRM_TARGET"):
         Settings.from_env({"CRM_HOME": str(tmp_path), "CRM_TARGET": "snowflake"})
     with pytest.raises(SettingsError, match="CRM_PG_PORT"):

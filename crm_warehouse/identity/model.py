@@ -8,6 +8,7 @@ pairs that were not selected by it.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -21,7 +22,8 @@ import splink.comparison_level_library as cll
 import splink.comparison_library as cl
 from rapidfuzz.distance import Levenshtein
 from splink import Linker, SettingsCreator, block_on
-from splink.backends.duckdb import DuckDBAPI
+
+from crm_warehouse.identity.engines import SplinkEngine, as_engine
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,43 @@ class IdentityModel:
         path = directory / MODEL_FILE
         path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
         return path
+
+    def splink_settings_in(self, dialect: str) -> dict[str, Any]:
+        """The settings with their SQL in `dialect` ("duckdb", "spark"): a model trained on
+        one engine keeps its learnt m and u, and the conditions of its levels and blocking
+        rules are written again from the same comparisons for the other."""
+        if self.splink_settings.get("sql_dialect", "duckdb") == dialect:
+            return self.splink_settings
+        frequencies = any(
+            level.get("tf_adjustment_column")
+            for comparison in self.splink_settings.get("comparisons", [])
+            for level in comparison.get("comparison_levels", [])
+        )
+        rewritten = settings_for(self.columns, frequencies=frequencies).create_settings_dict(
+            dialect
+        )
+        settings = copy.deepcopy(self.splink_settings)
+        settings["sql_dialect"] = dialect
+        settings["blocking_rules_to_generate_predictions"] = rewritten[
+            "blocking_rules_to_generate_predictions"
+        ]
+        conditions = {
+            comparison["output_column_name"]: [
+                level["sql_condition"] for level in comparison["comparison_levels"]
+            ]
+            for comparison in rewritten["comparisons"]
+        }
+        for comparison in settings["comparisons"]:
+            levels = comparison["comparison_levels"]
+            written = conditions[comparison["output_column_name"]]
+            if len(written) != len(levels):
+                raise ValueError(
+                    f"comparison {comparison['output_column_name']} has {len(levels)} levels, "
+                    f"the settings for these columns {len(written)}: retrain the model"
+                )
+            for level, condition in zip(levels, written, strict=True):
+                level["sql_condition"] = condition
+        return settings
 
     @classmethod
     def load(cls, directory: Path) -> IdentityModel | None:
@@ -111,7 +150,9 @@ def splink_connection(memory_limit: str = "2GB", temp_dir: Path | None = None): 
     return conn
 
 
-def present_columns(conn: duckdb.DuckDBPyConnection, table: str) -> tuple[str, ...]:
+def present_columns(
+    engine: SplinkEngine | duckdb.DuckDBPyConnection, table: str
+) -> tuple[str, ...]:
     """The comparable columns at least a couple of records in `table` fill."""
     candidates = [
         "name_norm",
@@ -124,10 +165,10 @@ def present_columns(conn: duckdb.DuckDBPyConnection, table: str) -> tuple[str, .
         "city",
         "postcode",
     ]
-    counts = conn.execute(
-        "select " + ", ".join(f"count({c})" for c in candidates) + f" from {table}"
-    ).fetchall()[0]
-    return tuple(c for c, n in zip(candidates, counts, strict=True) if n >= _MIN_PRESENT)
+    counts = as_engine(engine).fetch(
+        "select " + ", ".join(f"count({c}) as {c}" for c in candidates) + f" from {table}"
+    )
+    return tuple(c for c in candidates if counts[c][0].as_py() >= _MIN_PRESENT)
 
 
 # Starting m and u per level (the null level excluded), from what these fields are like in
@@ -266,17 +307,19 @@ def settings_for(columns: tuple[str, ...], *, frequencies: bool = True) -> Setti
 
 
 def train(
-    conn: duckdb.DuckDBPyConnection,
+    engine: SplinkEngine | duckdb.DuckDBPyConnection,
     table: str,
     threshold: float = DEFAULT_THRESHOLD,
     max_u_pairs: float = 2e6,
     seed: int = 7,
 ) -> IdentityModel:
-    """Fit m and u for the prepared records in `table` of `conn` (a `splink_connection`)."""
-    columns = present_columns(conn, table)
-    count = int(conn.execute(f"select count(*) from {table}").fetchall()[0][0])
+    """Fit m and u for the prepared records in `table` of a Splink engine (or of a
+    `splink_connection` DuckDB)."""
+    engine = as_engine(engine)
+    columns = present_columns(engine, table)
+    count = engine.scalar(f"select count(*) from {table}")
     settings = settings_for(columns, frequencies=count >= MIN_TRAINING_RECORDS)
-    db_api = DuckDBAPI(connection=conn)
+    db_api = engine.api()
     linker = Linker(db_api.register(table), settings)
     certain = [block_on("phone", "name_key")] if "phone" in columns else []
     if "email" in columns:

@@ -13,10 +13,10 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 from splink import Linker
-from splink.backends.duckdb import DuckDBAPI
 from splink.clustering import cluster_pairwise_predictions_at_threshold
 
-from crm_warehouse.identity.model import IdentityModel, splink_connection, train
+from crm_warehouse.identity.engines import SplinkEngine, as_engine, open_engine
+from crm_warehouse.identity.model import IdentityModel, train
 from crm_warehouse.identity.records import prepare
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ def resolve(
     *,
     threshold: float | None = None,
     default_region: str = "CN",
+    engine: str = "duckdb",
 ) -> pd.DataFrame:
     """Which records are the same person.
 
@@ -37,27 +38,28 @@ def resolve(
     birth_date, phone, email, id_card, address, city, postcode, member_no). Without a
     `model`, one is trained on these records. Returns one row per record: `source`,
     `source_key`, `cluster_id` (equal for records of one person: the smallest
-    `source:source_key` among them) and `cluster_size`.
+    `source:source_key` among them) and `cluster_size`. Splink runs on `engine`: an
+    in-memory DuckDB, or "spark", a local Spark session (`pip install '.[spark]'`, Java 17).
     """
     prepared = prepare(records, default_region=default_region)
-    with splink_connection() as conn:
-        copy_into(conn, "records", prepared)
+    with open_engine(engine) as splink:
+        splink.load("records", prepared)
         if model is None:
-            model = train(conn, "records")
-        edges = score_pairs(conn, "records", model, threshold=threshold)
-        clusters = cluster(conn, "records", edges, model, threshold=threshold)
-        return conn.execute(
+            model = train(splink, "records")
+        edges = score_pairs(splink, "records", model, threshold=threshold)
+        clusters = cluster(splink, "records", edges, model, threshold=threshold)
+        return splink.fetch(
             f"""
             select r.source, r.source_key, c.cluster_id,
                    count(*) over (partition by c.cluster_id) as cluster_size
             from records as r join {clusters} as c using (record_id)
             order by r.source, r.source_key
             """
-        ).df()
+        ).to_pandas()
 
 
 def score_pairs(
-    conn: duckdb.DuckDBPyConnection,
+    engine: SplinkEngine | duckdb.DuckDBPyConnection,
     table: str,
     model: IdentityModel,
     *,
@@ -69,14 +71,18 @@ def score_pairs(
 
     Splink scores the pairs its blocking rules make; certain rules add pairs that need no
     score. With `touching` (a table of record_ids), only pairs with at least one of those
-    records are kept: that is incremental linking. `term_frequencies_from` names a table
-    to count value frequencies in when `table` holds only a subset of all records.
+    records are kept: that is incremental linking. `term_frequencies` are the value
+    frequencies to use when `table` holds only a subset of all records. `engine` is where
+    Splink runs (`crm_warehouse.identity.engines`), or a `splink_connection` DuckDB.
     """
+    engine = as_engine(engine)
     cut = model.threshold if threshold is None else threshold
-    db_api = DuckDBAPI(connection=conn)
-    linker = Linker(db_api.register(table), model.splink_settings)
+    db_api = engine.api()
+    linker = Linker(db_api.register(table), model.splink_settings_in(engine.dialect))
     for column, frame in (term_frequencies or {}).items():
-        linker.table_management.register_term_frequency_lookup(db_api.register(frame), column)
+        linker.table_management.register_term_frequency_lookup(
+            db_api.register(engine.frame(frame)), column
+        )
     predictions = linker.inference.predict(threshold_match_probability=cut)
     scored = predictions.physical_name
     keep = (
@@ -85,9 +91,9 @@ def score_pairs(
         else f"""where record_id_l in (select record_id from {touching})
                  or record_id_r in (select record_id from {touching})"""
     )
-    conn.execute(
+    engine.materialise(
+        "identity_candidate_edges",
         f"""
-        create or replace temp table identity_candidate_edges as
         select * from (
             select p.record_id_l, p.record_id_r, p.match_probability, 'splink' as rule
             from {scored} as p
@@ -99,9 +105,9 @@ def score_pairs(
         union all
         select * from ({_certain_pairs(table)}) as certain
         {keep}
-        """
+        """,
     )
-    conn.execute(_weak_records_link_once(table, touching))
+    engine.materialise("identity_edges", _weak_records_link_once(table, touching))
     return "identity_edges"
 
 
@@ -130,7 +136,6 @@ def _weak_records_link_once(table: str, touching: str | None) -> str:
         "" if touching is None else f"where ends.record_id in (select record_id from {touching})"
     )
     return f"""
-        create or replace table identity_edges as
         with
         weak as (
             select record_id from {table}
@@ -224,7 +229,7 @@ def _tf_columns(model: IdentityModel) -> list[str]:
 
 
 def cluster(
-    conn: duckdb.DuckDBPyConnection,
+    engine: SplinkEngine | duckdb.DuckDBPyConnection,
     nodes: str,
     edges: str,
     model: IdentityModel,
@@ -233,8 +238,9 @@ def cluster(
     node_id: str = "record_id",
 ) -> str:
     """Connected components of the edges at the threshold: `(record_id, cluster_id)`."""
+    engine = as_engine(engine)
     cut = model.threshold if threshold is None else threshold
-    db_api = DuckDBAPI(connection=conn)
+    db_api = engine.api()
     clusters = cluster_pairwise_predictions_at_threshold(
         db_api.register(nodes),
         db_api.register(edges),
@@ -244,11 +250,8 @@ def cluster(
         edge_id_column_name_right="record_id_r",
         threshold_match_probability=cut,
     )
-    conn.execute(
-        f"""
-        create or replace table identity_clusters as
-        select {node_id}, cluster_id from {clusters.physical_name}
-        """
+    engine.materialise(
+        "identity_clusters", f"select {node_id}, cluster_id from {clusters.physical_name}"
     )
     return "identity_clusters"
 

@@ -27,7 +27,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from crm_warehouse.identity.model import IdentityModel, splink_connection, train
+from crm_warehouse.identity.engines import SplinkEngine, open_engine
+from crm_warehouse.identity.model import IdentityModel, train
 from crm_warehouse.identity.records import PREPARED_COLUMNS, RECORD_COLUMNS, prepare
 from crm_warehouse.identity.resolve import (
     cluster,
@@ -137,6 +138,7 @@ def link_staged_records(
         retrain=retrain,
         memory_limit=settings.identity_memory_limit,
         scratch_dir=settings.scratch_dir,
+        engine=settings.identity_engine,
     )
 
 
@@ -153,9 +155,12 @@ def link_records(
     threshold: float | None = None,
     memory_limit: str = "2GB",
     scratch_dir: Path | None = None,
+    engine: str = "duckdb",
 ) -> IdentityRun:
     """Give every record in `records` (the record schema: a frame, or a relation on
-    `warehouse`) its stable `customer_id`.
+    `warehouse`) its stable `customer_id`. Splink runs on `engine`: an in-memory DuckDB
+    with `memory_limit` (spilling to `scratch_dir`), or a Spark session ("spark",
+    `crm_warehouse.identity.engines`); the ids are kept in `warehouse` either way.
 
     Without a saved model, or with `retrain`, a model is trained on all records, saved to
     `model_dir` and every record is resolved again, keeping the ids already issued wherever
@@ -182,12 +187,12 @@ def link_records(
     known = _scalar(warehouse, "select count(*) from identity.records")
     model = None if retrain else IdentityModel.load(model_dir)
     full = model is None or known == 0
-    with splink_connection(memory_limit, scratch_dir) as splink_conn:
+    with open_engine(engine, memory_limit, scratch_dir) as splink:
         if full:
-            figures = _resolve_everything(warehouse, splink_conn, model, model_dir, threshold)
+            figures = _resolve_everything(warehouse, splink, model, model_dir, threshold)
         else:
             assert model is not None
-            figures = _link_new(warehouse, splink_conn, model, threshold)
+            figures = _link_new(warehouse, splink, model, threshold)
     model = figures.pop("model")
     run = IdentityRun(
         run_id=run_id,
@@ -262,29 +267,24 @@ def _scalar(conn: duckdb.DuckDBPyConnection, sql: str) -> int:
 
 def _resolve_everything(
     warehouse: duckdb.DuckDBPyConnection,
-    splink_conn: duckdb.DuckDBPyConnection,
+    splink: SplinkEngine,
     model: IdentityModel | None,
     model_dir: Path,
     threshold: float | None,
 ) -> dict[str, object]:
-    copy_into(splink_conn, "records", warehouse.sql("select * from incoming").to_arrow_table())
+    splink.load("records", warehouse.sql("select * from incoming").to_arrow_table())
     if model is None:
-        model = train(splink_conn, "records")
+        model = train(splink, "records")
         model.save(model_dir)
         log.info(
             "identity model trained on %d records, saved to %s",
             model.trained_on_records,
             model_dir,
         )
-    edges = score_pairs(splink_conn, "records", model, threshold=threshold)
-    clusters = cluster(splink_conn, "records", edges, model, threshold=threshold)
-    copy_into(
-        warehouse,
-        "clusters",
-        splink_conn.sql(f"select * from {clusters}").to_arrow_table(),
-        temp=True,
-    )
-    pairs = _scalar(splink_conn, f"select count(*) from {edges}")
+    edges = score_pairs(splink, "records", model, threshold=threshold)
+    clusters = cluster(splink, "records", edges, model, threshold=threshold)
+    copy_into(warehouse, "clusters", splink.fetch(f"select * from {clusters}"), temp=True)
+    pairs = splink.scalar(f"select count(*) from {edges}")
     new_records = _scalar(
         warehouse,
         "select count(*) from incoming anti join identity.records using (record_id)",
@@ -383,7 +383,7 @@ def _changed_count(warehouse: duckdb.DuckDBPyConnection) -> int:
 
 def _link_new(
     warehouse: duckdb.DuckDBPyConnection,
-    splink_conn: duckdb.DuckDBPyConnection,
+    splink: SplinkEngine,
     model: IdentityModel,
     threshold: float | None,
 ) -> dict[str, object]:
@@ -445,14 +445,10 @@ def _link_new(
         """
     )
     frequencies = term_frequency_tables(warehouse, "everyone", model)
-    copy_into(splink_conn, "records", neighbours)
-    copy_into(
-        splink_conn,
-        "touching_ids",
-        warehouse.sql("select record_id from touching").to_arrow_table(),
-    )
+    splink.load("records", neighbours)
+    splink.load("touching_ids", warehouse.sql("select record_id from touching").to_arrow_table())
     edges = score_pairs(
-        splink_conn,
+        splink,
         "records",
         model,
         threshold=threshold,
@@ -462,9 +458,7 @@ def _link_new(
     copy_into(
         warehouse,
         "scored_edges",
-        splink_conn.sql(
-            f"select record_id_l, record_id_r, match_probability from {edges}"
-        ).to_arrow_table(),
+        splink.fetch(f"select record_id_l, record_id_r, match_probability from {edges}"),
         temp=True,
     )
     # A known record stands for its customer: the graph's nodes are the touching records
@@ -495,18 +489,12 @@ def _link_new(
     )
     pairs = _scalar(warehouse, "select count(*) from customer_graph_edges")
     for graph_table in ("nodes", "edges"):
-        copy_into(
-            splink_conn,
+        splink.load(
             f"graph_{graph_table}",
             warehouse.sql(f"select * from customer_graph_{graph_table}").to_arrow_table(),
         )
-    components = cluster(splink_conn, "graph_nodes", "graph_edges", model, threshold=threshold)
-    copy_into(
-        warehouse,
-        "components",
-        splink_conn.sql(f"select * from {components}").to_arrow_table(),
-        temp=True,
-    )
+    components = cluster(splink, "graph_nodes", "graph_edges", model, threshold=threshold)
+    copy_into(warehouse, "components", splink.fetch(f"select * from {components}"), temp=True)
     warehouse.execute(
         """
         create or replace temp table component_customers as

@@ -59,11 +59,14 @@ def identity_resolution(
             "select count(*), count(*) filter (where merged_into is null) from identity.customers"
         ).fetchall()[0]
         history = conn.execute("select count(*) from identity.customer_id_history").fetchall()[0][0]
-    context.log.info("identity run %s: %s", run.run_id, run.as_dict())
+    context.log.info(
+        "identity run %s on %s: %s", run.run_id, settings.identity_engine, run.as_dict()
+    )
     yield dg.MaterializeResult(
         asset_key=IDENTITY_RECORDS,
         metadata={
             **run.as_dict(),
+            "splink_engine": settings.identity_engine,
             "model": dg.MetadataValue.path(str(settings.identity_model_dir)),
             "dagster/row_count": run.records_total,
         },

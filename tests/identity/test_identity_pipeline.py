@@ -9,9 +9,12 @@ import pandas as pd
 import pytest
 
 from crm_warehouse.generate import append_day
+from crm_warehouse.identity.engines import open_engine
 from crm_warehouse.identity.evaluate import id_stability, link_quality, snapshot_ids
 from crm_warehouse.identity.lookup import follow
-from crm_warehouse.identity.model import IdentityModel
+from crm_warehouse.identity.model import IdentityModel, train
+from crm_warehouse.identity.records import prepare
+from crm_warehouse.identity.resolve import cluster, score_pairs
 from crm_warehouse.identity.stable_ids import link_records
 from crm_warehouse.settings import Settings
 from orchestration.run import run_pipeline
@@ -217,3 +220,33 @@ def test_new_evidence_merges_into_the_older_id_and_the_history_follows_it(
     assert trail is not None
     assert trail.current_customer_id == older and trail.status == "merged"
     assert any("merge" in step for step in trail.steps)
+
+
+@pytest.mark.xdist_group("spark")
+def test_a_model_trained_on_spark_links_as_the_duckdb_trained_one(
+    resolved_home: Settings,
+) -> None:
+    # Training on Splink's Spark backend: the same settings and EM passes; u is estimated
+    # from a random sample of pairs, drawn differently by each backend, so the two models
+    # are close, not equal, and nearly every record lands with the same people.
+    with _read(resolved_home) as conn:
+        records = prepare(conn.sql("select * from intermediate.int_identity__records").df())
+    with open_engine("spark") as spark:
+        spark.load("records", records)
+        on_spark = train(spark, "records")
+    assert on_spark.splink_settings["sql_dialect"] == "spark"
+    assert on_spark.trained_on_records == len(records) > 2_000
+    on_duckdb = IdentityModel.load(resolved_home.identity_model_dir)
+    assert on_duckdb is not None and on_spark.columns == on_duckdb.columns
+    # Either model on either engine: a Spark-trained model's SQL is written again for DuckDB.
+    with open_engine("duckdb") as duckdb_splink:
+        duckdb_splink.load("records", records)
+        people = {}
+        for name, model in (("spark", on_spark), ("duckdb", on_duckdb)):
+            edges = score_pairs(duckdb_splink, "records", model)
+            clusters = cluster(duckdb_splink, "records", edges, model)
+            people[name] = duckdb_splink.fetch(
+                f"select record_id, cluster_id from {clusters} order by record_id"
+            ).to_pandas()
+    same = (people["spark"]["cluster_id"] == people["duckdb"]["cluster_id"]).mean()
+    assert same > 0.99, same

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from crm_warehouse.identity import resolve
+from crm_warehouse.identity.engines import open_engine
+from crm_warehouse.identity.model import train
+from crm_warehouse.identity.records import prepare
 
 RECORDS = pd.DataFrame(
     [
@@ -69,3 +73,20 @@ def test_resolve_needs_only_source_and_key() -> None:
     resolved = resolve(pd.DataFrame({"source": ["a", "b"], "source_key": ["1", "1"],
                                      "email": ["x@y.cn", "X@Y.CN"]}))  # fmt: skip
     assert resolved["cluster_id"].nunique() == 1
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("spark")
+def test_resolve_on_spark_finds_the_same_people_with_the_same_model() -> None:
+    # Splink's Spark backend in a local Spark session: the model's settings (trained on
+    # DuckDB, so its SQL is DuckDB's and is written again for Spark), the certain-pair and
+    # weak-record rules and the clustering all run there.
+    with open_engine("duckdb") as duckdb_splink:
+        duckdb_splink.load("records", prepare(RECORDS))
+        model = train(duckdb_splink, "records")
+    assert model.splink_settings["sql_dialect"] == "duckdb"
+    on_duckdb = resolve(RECORDS, model)
+    on_spark = resolve(RECORDS, model, engine="spark")
+    assert _clusters(on_spark) == _clusters(on_duckdb)
+    assert on_spark.equals(on_duckdb)
+    assert len(_clusters(on_spark)) == 7

@@ -1,0 +1,233 @@
+"""Where Splink scores pairs: an in-memory DuckDB beside the warehouse (the default), or a
+Spark session (`CRM_IDENTITY_ENGINE=spark`, the default with `CRM_TARGET=spark`).
+
+Identity resolution runs the same settings, SQL and stable-id logic on either: the records
+go in as Arrow tables, Splink trains, predicts and clusters on the engine's own backend
+(`splink.backends.duckdb` or `splink.backends.spark`), the project's certain-pair and
+weak-record rules run as SQL there, and the edges and clusters come back as Arrow tables to
+the warehouse, where the stable ids are kept. Both engines speak the subset of SQL those
+rules are written in; what differs is how a query becomes a table, and the one function the
+comparisons call that neither ships alike (`char_levenshtein`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import sqlglot
+from splink.backends.duckdb import DuckDBAPI
+from sqlglot import exp
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("duckdb", "spark")
+
+
+class SplinkEngine(Protocol):
+    """What identity resolution needs of the place Splink runs in."""
+
+    dialect: str
+
+    def api(self) -> Any:
+        """Splink's database API for this engine."""
+
+    def load(self, table: str, data: pa.Table | pd.DataFrame) -> None:
+        """Rows (Arrow or pandas) into `table`, replacing it."""
+
+    def materialise(self, table: str, query: str) -> None:
+        """A query's rows as `table`, replacing it."""
+
+    def fetch(self, query: str) -> pa.Table:
+        """A query's rows, back in this process."""
+
+    def scalar(self, query: str) -> int:
+        """A query's one whole number."""
+
+    def frame(self, data: pa.Table) -> Any:
+        """Rows in the form this engine's Splink API registers (term-frequency lookups)."""
+
+
+class DuckDBEngine:
+    """Splink on an in-memory DuckDB (`splink_connection`): the default."""
+
+    dialect = "duckdb"
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
+        self.conn = conn
+
+    def api(self) -> DuckDBAPI:
+        return DuckDBAPI(connection=self.conn)
+
+    def load(self, table: str, data: pa.Table | pd.DataFrame) -> None:
+        view = f"{table}_incoming_data"
+        self.conn.register(view, data)
+        try:
+            self.conn.execute(f"create or replace table {table} as select * from {view}")
+        finally:
+            self.conn.unregister(view)
+
+    def materialise(self, table: str, query: str) -> None:
+        self.conn.execute(f"create or replace table {table} as {query}")
+
+    def fetch(self, query: str) -> pa.Table:
+        return self.conn.sql(query).to_arrow_table()
+
+    def scalar(self, query: str) -> int:
+        return int(self.conn.execute(query).fetchall()[0][0])
+
+    def frame(self, data: pa.Table) -> pa.Table:
+        return data
+
+
+def _double_literals(node: exp.Expression) -> exp.Expression:
+    """Splink's own Spark dialect writes `cast(0.5 as double)` as `0.5D`; so does this."""
+    if (
+        isinstance(node, exp.Cast | exp.TryCast)
+        and isinstance(node.this, exp.Literal)
+        and not node.this.is_string
+        and node.to.is_type(exp.DataType.Type.DOUBLE)
+    ):
+        return exp.var(f"{node.this.name}D")
+    return node
+
+
+def _spark_api_class() -> type:
+    from splink.backends.spark import SparkAPI
+
+    class CompiledSqlglotSparkAPI(SparkAPI):  # type: ignore[misc]
+        """Splink's SparkAPI, generating its SQL with sqlglot's own Spark dialect.
+
+        Splink translates every statement through its `customspark` dialect, a subclass of
+        sqlglot's Spark generator; with sqlglot's compiled build (sqlglotc, which our lock
+        installs) that generator is compiled and cannot be subclassed ("interpreted classes
+        cannot inherit from compiled", sqlglot PR #7700), so the stock SparkAPI fails on its
+        first statement. `customspark`'s one change, double literals, is kept here."""
+
+        def _setup_for_execute_sql(self, sql: str, physical_name: str) -> str:
+            tree = sqlglot.parse_one(sql, read="spark")
+            return tree.transform(_double_literals).sql(dialect="spark", pretty=True)
+
+    return CompiledSqlglotSparkAPI
+
+
+class SparkEngine:
+    """Splink on a Spark session: Splink's Spark backend, tables as temporary views."""
+
+    dialect = "spark"
+
+    def __init__(self, spark: SparkSession, partitions: int) -> None:
+        self.spark = spark
+        self.partitions = partitions
+        self._api_class = _spark_api_class()
+        # Spark's own levenshtein counts characters (UTF-16 units; every Chinese character
+        # of a name is one), which is what char_levenshtein is on DuckDB.
+        spark.sql(
+            "create or replace temporary function char_levenshtein(a string, b string) "
+            "returns int return levenshtein(a, b)"
+        )
+
+    def api(self) -> Any:
+        return self._api_class(
+            spark_session=self.spark,
+            break_lineage_method="parquet",
+            num_partitions_on_repartition=self.partitions,
+        )
+
+    def load(self, table: str, data: pa.Table | pd.DataFrame) -> None:
+        if isinstance(data, pd.DataFrame):
+            data = pa.Table.from_pandas(data, preserve_index=False)
+        self.frame(data).createOrReplaceTempView(table)
+
+    def materialise(self, table: str, query: str) -> None:
+        # Spark's session catalog has no temporary tables: the rows are computed once
+        # (a local checkpoint) and named by a view.
+        self.spark.sql(query).localCheckpoint().createOrReplaceTempView(table)
+
+    def fetch(self, query: str) -> pa.Table:
+        return self.spark.sql(query).toArrow()
+
+    def scalar(self, query: str) -> int:
+        return int(self.spark.sql(query).collect()[0][0])
+
+    def frame(self, data: pa.Table) -> Any:
+        # A column with no value at all arrives as Arrow's null type, which Spark keeps as
+        # `void`; the comparisons expect text.
+        fields = [
+            pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in data.schema
+        ]
+        return self.spark.createDataFrame(data.cast(pa.schema(fields)))
+
+
+@contextmanager
+def duckdb_engine(
+    memory_limit: str = "2GB", temp_dir: Path | None = None
+) -> Iterator[DuckDBEngine]:
+    """An in-memory DuckDB for Splink (`splink_connection`), closed afterwards."""
+    from crm_warehouse.identity.model import splink_connection
+
+    with splink_connection(memory_limit, temp_dir) as conn:
+        yield DuckDBEngine(conn)
+
+
+@contextmanager
+def spark_engine(work_dir: Path) -> Iterator[SparkEngine]:
+    """A Spark session in this process for Splink, from the same CRM_SPARK_* settings as
+    dbt's (master, driver memory, shuffle partitions), with its checkpoints (Splink breaks
+    long query lineages into Parquet) under `work_dir`, emptied afterwards. It uses Spark's
+    in-memory catalog, never the Derby catalog dbt's sessions hold."""
+    from pyspark.sql import SparkSession
+
+    partitions = int(os.environ.get("CRM_SPARK_SHUFFLE_PARTITIONS", "4"))
+    checkpoints = work_dir / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    spark = (
+        SparkSession.builder.appName("crm-warehouse identity")
+        .master(os.environ.get("CRM_SPARK_MASTER", "local[2]"))
+        .config("spark.driver.memory", os.environ.get("CRM_SPARK_DRIVER_MEMORY", "2g"))
+        .config("spark.sql.shuffle.partitions", str(partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.local.dir", str(work_dir / "local"))
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.log.level", "ERROR")
+        .getOrCreate()
+    )
+    spark.sparkContext.setCheckpointDir(str(checkpoints))
+    try:
+        yield SparkEngine(spark, partitions)
+    finally:
+        spark.stop()
+        shutil.rmtree(checkpoints, ignore_errors=True)
+
+
+def as_engine(engine: SplinkEngine | duckdb.DuckDBPyConnection) -> SplinkEngine:
+    """A Splink engine from either an engine or a plain `splink_connection` DuckDB."""
+    if isinstance(engine, duckdb.DuckDBPyConnection):
+        return DuckDBEngine(engine)
+    return engine
+
+
+def open_engine(
+    name: str = "duckdb", memory_limit: str = "2GB", work_dir: Path | None = None
+) -> AbstractContextManager[SplinkEngine]:
+    """The engine `name` ("duckdb" or "spark"; see `ENGINES`) as a context manager: DuckDB
+    with `memory_limit`, spilling to `work_dir`; Spark with its checkpoints there."""
+    if name not in ENGINES:
+        raise ValueError(f"identity engine must be one of {', '.join(ENGINES)}, not {name!r}")
+    if name == "spark":
+        return spark_engine((work_dir or Path(tempfile.gettempdir())) / "identity-spark")
+    return duckdb_engine(memory_limit, work_dir)
