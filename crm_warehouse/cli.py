@@ -169,6 +169,13 @@ def _parser() -> argparse.ArgumentParser:
         "100000,1000000,3000000)",
     )
     bench.add_argument("--days", type=int, default=90)
+    bench.add_argument(
+        "--target",
+        choices=("duckdb", "spark"),
+        default="duckdb",
+        help="with --scale: the engine the pipeline's dbt steps build on (CRM_TARGET); "
+        "spark needs `make spark-setup`",
+    )
     bench.add_argument("--output", type=Path, help="JSON file to write (default under bench/)")
     bench.add_argument(
         "--keep-work",
@@ -458,8 +465,19 @@ def _bench(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     default = "100000,1000000,3000000" if args.scale else "100000,1000000"
     sizes = [int(size) for size in str(args.customers or default).split(",") if size.strip()]
-    bench = run_scale_bench if args.scale else run_bench
-    results = bench(settings, sizes, days=args.days, output=args.output, keep_work=args.keep_work)
+    if args.scale:
+        results = run_scale_bench(
+            settings,
+            sizes,
+            days=args.days,
+            output=args.output,
+            keep_work=args.keep_work,
+            target=args.target,
+        )
+    else:
+        results = run_bench(
+            settings, sizes, days=args.days, output=args.output, keep_work=args.keep_work
+        )
     print(results.render())
     print(f"results: {results.path}")
     return 0

@@ -96,6 +96,8 @@ def test_scale_bench_writes_measured_figures(crm_home: Settings) -> None:
     cost = document["appended_day_cost"]
     assert cost["sizes"] == [1_500, 3_000] and cost["largest_size"] == 3_000
     assert math.isfinite(cost["fixed_seconds"]) and math.isfinite(cost["fixed_share_of_full"])
+    assert document["target"] == "duckdb"
+    assert "dbt steps built on duckdb" in results.render()
     assert "growth exponent" in results.render()
     assert "s fixed +" in results.render()
 
