@@ -20,10 +20,9 @@ class RunOutcome:
     failed_steps: list[str]
     failed_checks: list[str]
     warned_checks: list[str]
-    # Steps that never ran because an upstream step did not produce what they read. After a
-    # failure or a failed blocking check that is the gate at work; with neither, a step
-    # reported success without materialising all its assets, and Dagster still calls the
-    # run a success.
+    # Steps Dagster skipped because a step before them succeeded without materialising
+    # what they read; Dagster still calls such a run a success. (Behind a failed step or
+    # blocking check, the steps after it are not skipped: they never start.)
     skipped_steps: list[str]
 
 

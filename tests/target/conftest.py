@@ -21,7 +21,10 @@ import duckdb
 import psycopg2
 import pytest
 
+from crm_warehouse.erasure.keys import normalize
+from crm_warehouse.settings import Settings
 from crm_warehouse.target.postgres import PostgresConnection
+from orchestration.run import run_pipeline
 
 
 def _postgres_bin() -> Path:
@@ -159,6 +162,51 @@ def _figures(warehouse: Path) -> dict[str, list[tuple[object, ...]]]:
 
 
 @pytest.fixture
-def business_figures() -> Callable[[Path], dict[str, list[tuple[object, ...]]]]:
-    """What business users read of a warehouse (`FIGURES`), for comparing two engines' runs."""
-    return _figures
+def pipeline_on(
+    resolved_home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Settings]:
+    """Run the whole pipeline with `CRM_TARGET=<target>` in a fresh home, on the sources the
+    DuckDB run (`resolved_home`) read, and check that it ran every step and that business
+    users read the same figures (`FIGURES`) as from the DuckDB run. `before_run` may put
+    something in the home first. Returns the home's settings."""
+
+    def run(target: str, before_run: Callable[[Settings], None] | None = None) -> Settings:
+        home = tmp_path / "crm"
+        shutil.copytree(resolved_home.sources_dir, home / "sources")
+        monkeypatch.setenv("CRM_HOME", str(home))
+        monkeypatch.setenv("CRM_TARGET", target)
+        settings = Settings.from_env()
+        assert settings.target == target
+        if before_run is not None:
+            before_run(settings)
+
+        outcome = run_pipeline(settings)
+
+        assert outcome.success, outcome.failed_steps
+        assert not outcome.skipped_steps, outcome.skipped_steps
+        on_target, on_duckdb = (
+            _figures(settings.warehouse_path),
+            _figures(resolved_home.warehouse_path),
+        )
+        assert on_target["customers"][0][0] > 1_000
+        assert on_target == on_duckdb
+        return settings
+
+    return run
+
+
+def _erasure_subject(settings: Settings) -> tuple[str, list[str]]:
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
+        customer_id, phone, email = conn.execute(
+            "select customer_id, phone_e164, email from marts.customer_360 "
+            "where phone_e164 is not null and email is not null and order_count >= 2 "
+            "order by customer_id limit 1"
+        ).fetchone()
+    return customer_id, [normalize("phone", phone) or "", email, customer_id]
+
+
+@pytest.fixture
+def erasure_subject() -> Callable[[Settings], tuple[str, list[str]]]:
+    """A customer of a home with a phone, an e-mail and orders, and the strings (phone as
+    stored, e-mail, id) that must not be found anywhere once they are erased."""
+    return _erasure_subject
