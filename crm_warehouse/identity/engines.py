@@ -12,7 +12,6 @@ comparisons call that neither ships alike (`char_levenshtein`).
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import tempfile
@@ -25,13 +24,13 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import sqlglot
+from rapidfuzz.distance import Levenshtein
 from splink.backends.duckdb import DuckDBAPI
 from sqlglot import exp
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-log = logging.getLogger(__name__)
 
 ENGINES = ("duckdb", "spark")
 
@@ -60,6 +59,52 @@ class SplinkEngine(Protocol):
         """Rows in the form this engine's Splink API registers (term-frequency lookups)."""
 
 
+def char_levenshtein(left: pa.Array, right: pa.Array) -> pa.Array:
+    """Edit distance in characters, not UTF-8 bytes (DuckDB's `levenshtein('王芳','王方')` is 3)."""
+    distance = Levenshtein.distance
+    return pa.array(
+        [
+            None if a is None or b is None else distance(a, b)
+            for a, b in zip(left.to_pylist(), right.to_pylist(), strict=True)
+        ],
+        type=pa.int32(),
+    )
+
+
+def splink_connection(memory_limit: str = "2GB", temp_dir: Path | None = None):  # type: ignore[no-untyped-def]
+    """An in-memory DuckDB for Splink with the functions the comparisons call."""
+    config = {"memory_limit": memory_limit, "threads": "2"}
+    if temp_dir is not None:
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        config["temp_directory"] = str(temp_dir)
+    conn = duckdb.connect(":memory:", config=config)
+    conn.create_function(
+        "char_levenshtein",
+        char_levenshtein,
+        ["VARCHAR", "VARCHAR"],
+        "INTEGER",
+        type="arrow",
+        null_handling="special",
+        side_effects=False,
+    )
+    return conn
+
+
+def copy_into(
+    conn: duckdb.DuckDBPyConnection, table: str, data: object, *, temp: bool = False
+) -> None:
+    """A pandas frame or Arrow table into `table` of `conn`, replacing it: how rows move
+    between the warehouse and Splink's own DuckDB."""
+    view = f"{table}_incoming_data"
+    conn.register(view, data)
+    try:
+        conn.execute(
+            f"create or replace {'temp ' if temp else ''}table {table} as select * from {view}"
+        )
+    finally:
+        conn.unregister(view)
+
+
 class DuckDBEngine:
     """Splink on an in-memory DuckDB (`splink_connection`): the default."""
 
@@ -72,12 +117,7 @@ class DuckDBEngine:
         return DuckDBAPI(connection=self.conn)
 
     def load(self, table: str, data: pa.Table | pd.DataFrame) -> None:
-        view = f"{table}_incoming_data"
-        self.conn.register(view, data)
-        try:
-            self.conn.execute(f"create or replace table {table} as select * from {view}")
-        finally:
-            self.conn.unregister(view)
+        copy_into(self.conn, table, data)
 
     def materialise(self, table: str, query: str) -> None:
         self.conn.execute(f"create or replace table {table} as {query}")
@@ -176,8 +216,6 @@ def duckdb_engine(
     memory_limit: str = "2GB", temp_dir: Path | None = None
 ) -> Iterator[DuckDBEngine]:
     """An in-memory DuckDB for Splink (`splink_connection`), closed afterwards."""
-    from crm_warehouse.identity.model import splink_connection
-
     with splink_connection(memory_limit, temp_dir) as conn:
         yield DuckDBEngine(conn)
 
@@ -212,13 +250,6 @@ def spark_engine(work_dir: Path) -> Iterator[SparkEngine]:
     finally:
         spark.stop()
         shutil.rmtree(checkpoints, ignore_errors=True)
-
-
-def as_engine(engine: SplinkEngine | duckdb.DuckDBPyConnection) -> SplinkEngine:
-    """A Splink engine from either an engine or a plain `splink_connection` DuckDB."""
-    if isinstance(engine, duckdb.DuckDBPyConnection):
-        return DuckDBEngine(engine)
-    return engine
 
 
 def open_engine(

@@ -1,4 +1,4 @@
-"""The probabilistic model behind identity resolution: Splink (Fellegi–Sunter) on DuckDB.
+"""The probabilistic model behind identity resolution: Splink (Fellegi–Sunter), on DuckDB or Spark.
 
 Which comparisons the model makes follows from the columns the records actually carry, so
 the same code serves the demo's Chinese CRM records and a user's own frame. Training is EM
@@ -16,14 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
-import pyarrow as pa
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
-from rapidfuzz.distance import Levenshtein
 from splink import Linker, SettingsCreator, block_on
 
-from crm_warehouse.identity.engines import SplinkEngine, as_engine
+from crm_warehouse.identity.engines import SplinkEngine
 
 log = logging.getLogger(__name__)
 
@@ -119,40 +116,7 @@ class IdentityModel:
         )
 
 
-def char_levenshtein(left: pa.Array, right: pa.Array) -> pa.Array:
-    """Edit distance in characters, not UTF-8 bytes (DuckDB's `levenshtein('王芳','王方')` is 3)."""
-    distance = Levenshtein.distance
-    return pa.array(
-        [
-            None if a is None or b is None else distance(a, b)
-            for a, b in zip(left.to_pylist(), right.to_pylist(), strict=True)
-        ],
-        type=pa.int32(),
-    )
-
-
-def splink_connection(memory_limit: str = "2GB", temp_dir: Path | None = None):  # type: ignore[no-untyped-def]
-    """An in-memory DuckDB for Splink with the functions the comparisons call."""
-    config = {"memory_limit": memory_limit, "threads": "2"}
-    if temp_dir is not None:
-        temp_dir.mkdir(parents=True, exist_ok=True)
-        config["temp_directory"] = str(temp_dir)
-    conn = duckdb.connect(":memory:", config=config)
-    conn.create_function(
-        "char_levenshtein",
-        char_levenshtein,
-        ["VARCHAR", "VARCHAR"],
-        "INTEGER",
-        type="arrow",
-        null_handling="special",
-        side_effects=False,
-    )
-    return conn
-
-
-def present_columns(
-    engine: SplinkEngine | duckdb.DuckDBPyConnection, table: str
-) -> tuple[str, ...]:
+def present_columns(engine: SplinkEngine, table: str) -> tuple[str, ...]:
     """The comparable columns at least a couple of records in `table` fill."""
     candidates = [
         "name_norm",
@@ -165,7 +129,7 @@ def present_columns(
         "city",
         "postcode",
     ]
-    counts = as_engine(engine).fetch(
+    counts = engine.fetch(
         "select " + ", ".join(f"count({c}) as {c}" for c in candidates) + f" from {table}"
     )
     return tuple(c for c in candidates if counts[c][0].as_py() >= _MIN_PRESENT)
@@ -307,15 +271,13 @@ def settings_for(columns: tuple[str, ...], *, frequencies: bool = True) -> Setti
 
 
 def train(
-    engine: SplinkEngine | duckdb.DuckDBPyConnection,
+    engine: SplinkEngine,
     table: str,
     threshold: float = DEFAULT_THRESHOLD,
     max_u_pairs: float = 2e6,
     seed: int = 7,
 ) -> IdentityModel:
-    """Fit m and u for the prepared records in `table` of a Splink engine (or of a
-    `splink_connection` DuckDB)."""
-    engine = as_engine(engine)
+    """Fit m and u for the prepared records in `table` of a Splink engine."""
     columns = present_columns(engine, table)
     count = engine.scalar(f"select count(*) from {table}")
     settings = settings_for(columns, frequencies=count >= MIN_TRAINING_RECORDS)

@@ -15,7 +15,7 @@ import pyarrow as pa
 from splink import Linker
 from splink.clustering import cluster_pairwise_predictions_at_threshold
 
-from crm_warehouse.identity.engines import SplinkEngine, as_engine, open_engine
+from crm_warehouse.identity.engines import SplinkEngine, open_engine
 from crm_warehouse.identity.model import IdentityModel, train
 from crm_warehouse.identity.records import prepare
 
@@ -59,7 +59,7 @@ def resolve(
 
 
 def score_pairs(
-    engine: SplinkEngine | duckdb.DuckDBPyConnection,
+    engine: SplinkEngine,
     table: str,
     model: IdentityModel,
     *,
@@ -73,9 +73,8 @@ def score_pairs(
     score. With `touching` (a table of record_ids), only pairs with at least one of those
     records are kept: that is incremental linking. `term_frequencies` are the value
     frequencies to use when `table` holds only a subset of all records. `engine` is where
-    Splink runs (`crm_warehouse.identity.engines`), or a `splink_connection` DuckDB.
+    Splink runs (`crm_warehouse.identity.engines`).
     """
-    engine = as_engine(engine)
     cut = model.threshold if threshold is None else threshold
     db_api = engine.api()
     linker = Linker(db_api.register(table), model.splink_settings_in(engine.dialect))
@@ -229,7 +228,7 @@ def _tf_columns(model: IdentityModel) -> list[str]:
 
 
 def cluster(
-    engine: SplinkEngine | duckdb.DuckDBPyConnection,
+    engine: SplinkEngine,
     nodes: str,
     edges: str,
     model: IdentityModel,
@@ -238,7 +237,6 @@ def cluster(
     node_id: str = "record_id",
 ) -> str:
     """Connected components of the edges at the threshold: `(record_id, cluster_id)`."""
-    engine = as_engine(engine)
     cut = model.threshold if threshold is None else threshold
     db_api = engine.api()
     clusters = cluster_pairwise_predictions_at_threshold(
@@ -254,18 +252,3 @@ def cluster(
         "identity_clusters", f"select {node_id}, cluster_id from {clusters.physical_name}"
     )
     return "identity_clusters"
-
-
-def copy_into(
-    conn: duckdb.DuckDBPyConnection, table: str, data: object, *, temp: bool = False
-) -> None:
-    """A pandas frame or Arrow table into `table` of `conn`, replacing it: how rows move
-    between the warehouse and Splink's own DuckDB."""
-    view = f"{table}_incoming_data"
-    conn.register(view, data)
-    try:
-        conn.execute(
-            f"create or replace {'temp ' if temp else ''}table {table} as select * from {view}"
-        )
-    finally:
-        conn.unregister(view)

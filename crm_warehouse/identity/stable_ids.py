@@ -27,15 +27,10 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from crm_warehouse.identity.engines import SplinkEngine, open_engine
+from crm_warehouse.identity.engines import SplinkEngine, copy_into, open_engine
 from crm_warehouse.identity.model import IdentityModel, train
 from crm_warehouse.identity.records import PREPARED_COLUMNS, RECORD_COLUMNS, prepare
-from crm_warehouse.identity.resolve import (
-    cluster,
-    copy_into,
-    score_pairs,
-    term_frequency_tables,
-)
+from crm_warehouse.identity.resolve import cluster, score_pairs, term_frequency_tables
 from crm_warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
