@@ -49,6 +49,7 @@ from pathlib import Path
 import duckdb
 
 from crm_warehouse.bench import StageResult, for_each_size, measure_command, report_progress
+from crm_warehouse.ingest.validation import quote_identifier
 from crm_warehouse.settings import Settings
 
 STAGES = (
@@ -778,6 +779,9 @@ def bare_sql(database: Path, manifest_path: Path) -> dict[str, object]:
         for unique_id in order:
             node = nodes[unique_id]
             kind = node["resource_type"]
+            # dbt makes each schema it builds in; a warehouse Spark built lacks DuckDB's own
+            # (the snapshot's).
+            conn.execute(f"create schema if not exists {quote_identifier(str(node['schema']))}")
             _drop_table_built_for_a_view(conn, node)
             started = time.perf_counter()
             conn.execute(_bare_statement(node))
