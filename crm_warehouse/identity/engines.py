@@ -180,9 +180,14 @@ class SparkEngine:
         )
 
     def api(self) -> Any:
+        # Splink's default way to cut a long lineage ("parquet") writes each table to
+        # <checkpoint dir>/<its name> with mode overwrite: when a name comes round again (u
+        # sampling's chunks), the files a still-lazy earlier read points at are gone
+        # (FAILED_READ_FILE.FILE_NOT_EXIST, seen in CI). Spark's own checkpoints never reuse
+        # a path.
         return self._api_class(
             spark_session=self.spark,
-            break_lineage_method="parquet",
+            break_lineage_method="checkpoint",
             num_partitions_on_repartition=self.partitions,
         )
 
@@ -223,8 +228,8 @@ def duckdb_engine(
 @contextmanager
 def spark_engine(work_dir: Path) -> Iterator[SparkEngine]:
     """A Spark session in this process for Splink, from the same CRM_SPARK_* settings as
-    dbt's (master, driver memory, shuffle partitions), with its checkpoints (Splink breaks
-    long query lineages into Parquet) under `work_dir`, emptied afterwards. It uses Spark's
+    dbt's (master, driver memory, shuffle partitions), with its checkpoints (where Splink
+    cuts long query lineages) under `work_dir`, emptied afterwards. It uses Spark's
     in-memory catalog, never the Derby catalog dbt's sessions hold."""
     from pyspark.sql import SparkSession
 
