@@ -180,11 +180,8 @@ class SparkEngine:
         )
 
     def api(self) -> Any:
-        # Splink's default way to cut a long lineage ("parquet") writes each table to
-        # <checkpoint dir>/<its name> with mode overwrite: when a name comes round again (u
-        # sampling's chunks), the files a still-lazy earlier read points at are gone
-        # (FAILED_READ_FILE.FILE_NOT_EXIST, seen in CI). Spark's own checkpoints never reuse
-        # a path.
+        # Lineages are cut with Spark's own checkpoints, each at a fresh path, rather than
+        # Splink's default of rewriting <checkpoint dir>/<table name> as Parquet.
         return self._api_class(
             spark_session=self.spark,
             break_lineage_method="checkpoint",
@@ -234,8 +231,12 @@ def spark_engine(work_dir: Path) -> Iterator[SparkEngine]:
     from pyspark.sql import SparkSession
 
     partitions = int(os.environ.get("CRM_SPARK_SHUFFLE_PARTITIONS", "4"))
-    checkpoints = work_dir / "checkpoints"
-    checkpoints.mkdir(parents=True, exist_ok=True)
+    # A folder of this session's own: another session's clean-up (a second process, a test
+    # beside this one) must never empty the checkpoints this one still reads.
+    work_dir.mkdir(parents=True, exist_ok=True)
+    own = Path(tempfile.mkdtemp(prefix="session-", dir=work_dir))
+    checkpoints = own / "checkpoints"
+    checkpoints.mkdir()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     spark = (
         SparkSession.builder.appName("crm-warehouse identity")
@@ -243,7 +244,7 @@ def spark_engine(work_dir: Path) -> Iterator[SparkEngine]:
         .config("spark.driver.memory", os.environ.get("CRM_SPARK_DRIVER_MEMORY", "2g"))
         .config("spark.sql.shuffle.partitions", str(partitions))
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.local.dir", str(work_dir / "local"))
+        .config("spark.local.dir", str(own / "local"))
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.log.level", "ERROR")
@@ -254,7 +255,7 @@ def spark_engine(work_dir: Path) -> Iterator[SparkEngine]:
         yield SparkEngine(spark, partitions)
     finally:
         spark.stop()
-        shutil.rmtree(checkpoints, ignore_errors=True)
+        shutil.rmtree(own, ignore_errors=True)
 
 
 def open_engine(
