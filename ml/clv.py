@@ -22,6 +22,8 @@ import pandas as pd
 from lifetimes import BetaGeoFitter, GammaGammaFitter
 from lifetimes.utils import ConvergenceError
 
+from ml.sql import query_for
+
 Fitted = TypeVar("Fitted")
 
 
@@ -138,6 +140,15 @@ order by customer
 """
 
 
+def purchase_summary_query(dialect: str, observation_end: date | datetime | str) -> str:
+    """`_PURCHASE_SUMMARY` in another engine's SQL (`ml.sql.query_for`), over a table or
+    view `transactions` of `customer_id`, `date` and `amount`: the same summary columns,
+    with `occasions_amount` and `occasions` for the mean purchase day."""
+    sql = _PURCHASE_SUMMARY.format(customer_id='"customer_id"', when='"date"', amount='"amount"')
+    end = pd.Timestamp(observation_end).to_pydatetime()
+    return query_for(dialect, sql, {"observation_end": end})
+
+
 def _purchase_summary(
     transactions: pd.DataFrame,
     observation_end: date | datetime | str,
@@ -235,15 +246,21 @@ def _predicted(
 def _fit_bg_nbd(
     frequency: pd.Series, recency: pd.Series, age: pd.Series, penalizer: float
 ) -> BetaGeoFitter:
-    """BG/NBD by maximum likelihood (`_penalised`: it does not converge when customers
-    almost never drop out, which drives a and b apart). Customers with one history share
-    one likelihood term, so the fit runs on the distinct (frequency, recency, T) with their
-    counts as weights: a million customers are a few tens of thousands of rows."""
+    """BG/NBD by maximum likelihood on each customer's (frequency, recency, T)."""
     histories = (
         pd.DataFrame({"frequency": frequency, "recency": recency, "T": age})
         .value_counts()
         .reset_index(name="customers")
     )
+    return fit_bg_nbd_on_histories(histories, penalizer)
+
+
+def fit_bg_nbd_on_histories(histories: pd.DataFrame, penalizer: float = 0.001) -> BetaGeoFitter:
+    """BG/NBD by maximum likelihood (`_penalised`: it does not converge when customers
+    almost never drop out, which drives a and b apart). Customers with one history share
+    one likelihood term, so the fit runs on the distinct (frequency, recency, T) with the
+    number of `customers` of each as weights: a million customers are a few tens of
+    thousands of rows, which is also all an engine elsewhere (Spark) sends to the fit."""
     return _penalised(
         lambda strength: BetaGeoFitter(penalizer_coef=strength).fit(
             histories["frequency"],
@@ -319,9 +336,7 @@ def clv_holdout(
             duration, summary["frequency_cal"], summary["recency_cal"], summary["T_cal"]
         )
     )
-    summary["bucket"] = [
-        FREQUENCY_BUCKETS[min(int(f), len(FREQUENCY_BUCKETS) - 1)] for f in summary["frequency_cal"]
-    ]
+    summary["bucket"] = repeat_purchase_bucket(summary["frequency_cal"].to_numpy())
     buckets = (
         summary.groupby("bucket", sort=False)
         .agg(
@@ -329,18 +344,50 @@ def clv_holdout(
             predicted=("predicted", "mean"),
             actual=("frequency_holdout", "mean"),
         )
-        .reindex([b for b in FREQUENCY_BUCKETS if b in set(summary["bucket"])])
+        .reset_index()
+    )
+    return holdout_report(
+        calibration_end,
+        duration,
+        {k: float(v) for k, v in bg_nbd.params_.items()},
+        customers=len(summary),
+        absolute_error_sum=float((summary["predicted"] - summary["frequency_holdout"]).abs().sum()),
+        predicted_total=float(summary["predicted"].sum()),
+        actual_total=float(summary["frequency_holdout"].sum()),
+        buckets=buckets,
+    )
+
+
+def repeat_purchase_bucket(frequency: np.ndarray) -> np.ndarray:
+    """Each customer's bucket of repeat purchases before the holdout (`FREQUENCY_BUCKETS`)."""
+    positions = np.minimum(np.asarray(frequency, dtype="int64"), len(FREQUENCY_BUCKETS) - 1)
+    return np.asarray(FREQUENCY_BUCKETS, dtype=object)[positions]
+
+
+def holdout_report(
+    calibration_end: date | datetime | str,
+    duration: float,
+    bg_nbd: dict[str, float],
+    *,
+    customers: int,
+    absolute_error_sum: float,
+    predicted_total: float,
+    actual_total: float,
+    buckets: pd.DataFrame,
+) -> dict[str, object]:
+    """The figures of `clv_holdout` from their sums, however they were added up (here, or
+    on Spark's executors): `buckets` has bucket, customers, predicted and actual (means)."""
+    ordered = buckets.set_index("bucket").reindex(
+        [b for b in FREQUENCY_BUCKETS if b in set(buckets["bucket"])]
     )
     return {
         "calibration_end": str(pd.Timestamp(calibration_end).date()),
         "holdout_days": duration,
-        "customers": len(summary),
-        "bg_nbd": {k: float(v) for k, v in bg_nbd.params_.items()},
-        "mean_absolute_error": round(
-            float((summary["predicted"] - summary["frequency_holdout"]).abs().mean()), 4
-        ),
-        "predicted_total": round(float(summary["predicted"].sum()), 1),
-        "actual_total": float(summary["frequency_holdout"].sum()),
+        "customers": customers,
+        "bg_nbd": bg_nbd,
+        "mean_absolute_error": round(absolute_error_sum / customers, 4),
+        "predicted_total": round(predicted_total, 1),
+        "actual_total": actual_total,
         "by_repeat_purchases": [
             {
                 "repeat_purchases": str(bucket),
@@ -348,6 +395,6 @@ def clv_holdout(
                 "predicted": round(float(row.predicted), 4),
                 "actual": round(float(row.actual), 4),
             }
-            for bucket, row in buckets.iterrows()
+            for bucket, row in ordered.iterrows()
         ],
     }

@@ -13,10 +13,12 @@ risk: `FEATURES[name].reason_zh.format(value=…)`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import duckdb
 import pandas as pd
+
+from ml.sql import query_for
 
 
 @dataclass(frozen=True)
@@ -157,11 +159,11 @@ order_history as (
         min(ordered_on) as first_order_on,
         max(ordered_on) as last_order_on,
         count(distinct ordered_on) as order_days,
-        count(*) filter (where ordered_on > $cutoff - 30) as orders_30d,
-        count(*) filter (where ordered_on > $cutoff - 60 and ordered_on <= $cutoff - 30)
+        count(*) filter (where ordered_on > $month_before) as orders_30d,
+        count(*) filter (where ordered_on > $two_months_before and ordered_on <= $month_before)
             as orders_prior_30d,
-        count(*) filter (where ordered_on > $cutoff - 90) as orders_90d,
-        coalesce(sum(order_amount) filter (where ordered_on > $cutoff - 90), 0) as spend_90d,
+        count(*) filter (where ordered_on > $quarter_before) as orders_90d,
+        coalesce(sum(order_amount) filter (where ordered_on > $quarter_before), 0) as spend_90d,
         avg(order_amount) as average_order_value
     from orders
     group by customer_id
@@ -169,7 +171,7 @@ order_history as (
 complaints as (
     select
         record_customers.customer_id,
-        count(*) filter (where tickets.opened_on > $cutoff - 30) as complaints_30d,
+        count(*) filter (where tickets.opened_on > $month_before) as complaints_30d,
         count(*) filter (
             where tickets.resolved_at is null or cast(tickets.resolved_at as date) > $cutoff
         ) as unresolved_complaints
@@ -187,23 +189,24 @@ calls as (
     from marts.fct_calls as calls
     inner join intermediate.int_callcentre__call_customers as call_customers
         on calls.call_id = call_customers.call_id
-    where calls.call_date <= $cutoff and calls.call_date > $cutoff - 30
+    where calls.call_date <= $cutoff and calls.call_date > $month_before
         and call_customers.customer_id is not null
     group by call_customers.customer_id
 ),
 touches as (
     select customer_id, count(*) as campaign_touches_30d
     from intermediate.int_campaigns__touch_customers
-    where cast(sent_at as date) <= $cutoff and cast(sent_at as date) > $cutoff - 30
+    where cast(sent_at as date) <= $cutoff and cast(sent_at as date) > $month_before
     group by customer_id
 )
 select
     order_history.customer_id,
-    cast($cutoff - order_history.last_order_on as double) as days_since_last_order,
+    cast(date_diff('day', order_history.last_order_on, $cutoff) as double)
+        as days_since_last_order,
     case when order_history.order_days > 1 then round(
-        ($cutoff - order_history.last_order_on)
-        / ((order_history.last_order_on - order_history.first_order_on)
-            / (order_history.order_days - 1.0)), 2)
+        cast(date_diff('day', order_history.last_order_on, $cutoff) as double)
+        / (cast(date_diff('day', order_history.first_order_on, order_history.last_order_on)
+            as double) / (order_history.order_days - 1)), 2)
     end as gap_overdue_ratio,
     cast(order_history.orders_30d as double) as orders_30d,
     cast(order_history.orders_30d - order_history.orders_prior_30d as double)
@@ -212,10 +215,10 @@ select
     cast(order_history.lifetime_orders as double) as lifetime_orders,
     round(cast(order_history.spend_90d as double), 2) as spend_90d,
     round(cast(order_history.average_order_value as double), 2) as average_order_value,
-    cast($cutoff - least(
+    cast(date_diff('day', least(
         order_history.first_order_on,
         coalesce(cast(customers.first_seen_at as date), order_history.first_order_on)
-    ) as double) as tenure_days,
+    ), $cutoff) as double) as tenure_days,
     cast(coalesce(complaints.complaints_30d, 0) as double) as complaints_30d,
     cast(coalesce(complaints.unresolved_complaints, 0) as double) as unresolved_complaints,
     cast(coalesce(calls.calls_30d, 0) as double) as calls_30d,
@@ -239,7 +242,7 @@ buyers as (
 bought_after as (
     select distinct customer_id
     from intermediate.int_sales__customer_orders
-    where not is_reversed and ordered_on > $cutoff and ordered_on <= $cutoff + $window_days
+    where not is_reversed and ordered_on > $cutoff and ordered_on <= $window_end
 )
 select buyers.customer_id, bought_after.customer_id is null as churned
 from buyers
@@ -248,14 +251,50 @@ order by buyers.customer_id
 """
 
 
+# The input tables of the features and labels (and of lifetime value, which reads the
+# orders): what a scoring run must be able to read, on whichever engine.
+SCORING_TABLES: list[tuple[str, str]] = [
+    ("intermediate", "int_sales__customer_orders"),
+    ("intermediate", "int_callcentre__ticket_origins"),
+    ("intermediate", "int_callcentre__call_customers"),
+    ("intermediate", "int_campaigns__touch_customers"),
+    ("intermediate", "int_identity__record_customers"),
+    ("marts", "fct_calls"),
+    ("marts", "dim_customers"),
+]
+
+
+def _feature_days(cutoff: date) -> dict[str, date]:
+    return {
+        "cutoff": cutoff,
+        "month_before": cutoff - timedelta(days=30),
+        "two_months_before": cutoff - timedelta(days=60),
+        "quarter_before": cutoff - timedelta(days=90),
+    }
+
+
+def _label_days(cutoff: date, window_days: int) -> dict[str, date]:
+    return {"cutoff": cutoff, "window_end": cutoff + timedelta(days=window_days)}
+
+
 def churn_features(conn: duckdb.DuckDBPyConnection, cutoff: date) -> pd.DataFrame:
     """One row per customer with an order on or before `cutoff`: `customer_id` and the
     columns of `FEATURE_NAMES` (floats; `gap_overdue_ratio` is NaN with one order day)."""
-    frame = conn.execute(_FEATURES_SQL, {"cutoff": cutoff}).df()
+    frame = conn.execute(_FEATURES_SQL, _feature_days(cutoff)).df()
     return frame[["customer_id", *FEATURE_NAMES]]
 
 
 def churn_labels(conn: duckdb.DuckDBPyConnection, cutoff: date, window_days: int) -> pd.DataFrame:
     """`customer_id`, `churned`: for every customer with an order on or before `cutoff`,
     whether they placed none in the `window_days` after it."""
-    return conn.execute(_LABELS_SQL, {"cutoff": cutoff, "window_days": window_days}).df()
+    return conn.execute(_LABELS_SQL, _label_days(cutoff, window_days)).df()
+
+
+def churn_features_query(dialect: str, cutoff: date) -> str:
+    """The query of `churn_features` in another engine's SQL (`ml.sql.query_for`)."""
+    return query_for(dialect, _FEATURES_SQL, dict(_feature_days(cutoff)))
+
+
+def churn_labels_query(dialect: str, cutoff: date, window_days: int) -> str:
+    """The query of `churn_labels` in another engine's SQL."""
+    return query_for(dialect, _LABELS_SQL, dict(_label_days(cutoff, window_days)))

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 import numpy as np
@@ -34,7 +34,7 @@ from ml.churn import (
     holdout_metrics,
     risk_band,
 )
-from ml.clv import clv_holdout, fit_clv, predict_clv
+from ml.clv import ClvFit, clv_holdout, fit_clv, predict_clv
 from ml.features import FEATURE_NAMES, churn_features, churn_labels
 from ml.registry import DEFAULT_TOLERANCE, ModelRegistry, should_promote
 
@@ -107,6 +107,7 @@ class ScoringRun:
     clv: dict[str, Any]
     scored_customers: int
     risk_bands: dict[str, int]
+    valued_customers: int = 0
     churn_refitted: bool = True
     clv_refitted: bool = True
     seconds: dict[str, float] = field(default_factory=dict)
@@ -128,6 +129,7 @@ class ScoringRun:
             "clv_version": self.clv_version,
             "clv": self.clv,
             "scored_customers": self.scored_customers,
+            "valued_customers": self.valued_customers,
             "risk_bands": self.risk_bands,
             "seconds": self.seconds,
         }
@@ -330,13 +332,162 @@ def memory_limit(conn: duckdb.DuckDBPyConnection, limit: str | None) -> Iterator
         conn.execute("set memory_limit = ?", [before])
 
 
+@dataclass(frozen=True)
+class ScoredRows:
+    """Per-customer rows a scoring run wrote: a frame, or the Parquet an engine elsewhere
+    wrote (a `pyarrow.dataset.Dataset`); either goes into DuckDB with `write_scores`."""
+
+    rows: Any
+    count: int
+    risk_bands: dict[str, int] = field(default_factory=dict)
+
+
+class ScoringData(Protocol):
+    """Where a scoring run reads the warehouse and where its per-customer work runs: in
+    this process on DuckDB (`DuckDBScoringData`), or on Spark's executors
+    (`ml.spark_scoring.SparkScoringData`). What a model is fitted or judged on is a frame
+    here; the rows of every customer stay with the engine."""
+
+    def order_days(self) -> tuple[date, date]: ...
+
+    def training_examples(self, cutoffs: list[date], window_days: int) -> pd.DataFrame: ...
+
+    def holdout(self, cutoff: date, window_days: int) -> pd.DataFrame: ...
+
+    def churn_scores(
+        self, model: ChurnModel, as_of: date, version: str, config: ScoringConfig
+    ) -> ScoredRows: ...
+
+    def clv_parameters(
+        self, as_of: date, horizon_days: int
+    ) -> tuple[dict[str, float], dict[str, float]]: ...
+
+    def clv_holdout(self, calibration_end: date, holdout_end: date) -> dict[str, Any]: ...
+
+    def customer_clv(
+        self,
+        as_of: date,
+        bg_nbd: dict[str, float],
+        gamma_gamma: dict[str, float],
+        horizon_days: int,
+        version: str,
+    ) -> ScoredRows: ...
+
+
+def churn_score_rows(
+    model: ChurnModel, features: pd.DataFrame, as_of: date, version: str, config: ScoringConfig
+) -> pd.DataFrame:
+    """The `ml.churn_scores` rows of the customers in `features` (any slice of them)."""
+    probability = model.predict(features)
+    reasons = explain(model, features)
+    return pd.DataFrame(
+        {
+            "customer_id": features["customer_id"].to_numpy(),
+            "as_of_date": pd.Timestamp(as_of),
+            "churn_probability": np.round(probability, 4),
+            "churn_risk_band": risk_band(probability, config.band_thresholds),
+            "churn_reason_codes": reasons["reason_codes"].to_numpy(),
+            "churn_reasons_zh": reasons["reasons_zh"].to_numpy(),
+            "churn_reasons_en": reasons["reasons_en"].to_numpy(),
+            "churn_window_days": config.churn_window_days,
+            "model_version": version,
+        }
+    )
+
+
+def clv_rows(
+    predictions: pd.DataFrame, as_of: date, horizon_days: int, version: str
+) -> pd.DataFrame:
+    """The `ml.customer_clv` rows of a `ClvFit`'s predictions (any slice of them)."""
+    return pd.DataFrame(
+        {
+            "customer_id": predictions["customer_id"].to_numpy(),
+            "as_of_date": pd.Timestamp(as_of),
+            "repeat_purchases": predictions["frequency"].astype("int64").to_numpy(),
+            "probability_alive": np.round(predictions["probability_alive"].to_numpy(), 4),
+            "expected_purchases": np.round(predictions["expected_purchases"].to_numpy(), 4),
+            "expected_average_value": np.round(predictions["expected_average_value"].to_numpy(), 2),
+            "predicted_clv": np.round(predictions["expected_value"].to_numpy(), 2),
+            "horizon_days": horizon_days,
+            "model_version": version,
+        }
+    )
+
+
+def _band_counts(bands: pd.Series) -> dict[str, int]:
+    counts = bands.value_counts()
+    return {band: int(counts.get(band, 0)) for band in ("low", "medium", "high")}
+
+
+class DuckDBScoringData:
+    """A scoring run on the DuckDB warehouse, in this process."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
+        self.conn = conn
+        self._fits: dict[tuple[date, int], ClvFit] = {}
+
+    def order_days(self) -> tuple[date, date]:
+        return _order_days(self.conn)
+
+    def training_examples(self, cutoffs: list[date], window_days: int) -> pd.DataFrame:
+        return training_examples(self.conn, cutoffs, window_days)
+
+    def holdout(self, cutoff: date, window_days: int) -> pd.DataFrame:
+        return churn_features(self.conn, cutoff).merge(
+            churn_labels(self.conn, cutoff, window_days), on="customer_id"
+        )
+
+    def churn_scores(
+        self, model: ChurnModel, as_of: date, version: str, config: ScoringConfig
+    ) -> ScoredRows:
+        rows = churn_score_rows(model, churn_features(self.conn, as_of), as_of, version, config)
+        return ScoredRows(rows, len(rows), _band_counts(rows["churn_risk_band"]))
+
+    def clv_parameters(
+        self, as_of: date, horizon_days: int
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        fit = fit_clv(_transactions(self.conn, as_of), as_of, horizon_days=horizon_days)
+        # Its predictions are the ones `customer_clv` asks for next: kept, not redone.
+        self._fits[(as_of, horizon_days)] = fit
+        return fit.bg_nbd, fit.gamma_gamma
+
+    def clv_holdout(self, calibration_end: date, holdout_end: date) -> dict[str, Any]:
+        return clv_holdout(_transactions(self.conn, holdout_end), calibration_end, holdout_end)
+
+    def customer_clv(
+        self,
+        as_of: date,
+        bg_nbd: dict[str, float],
+        gamma_gamma: dict[str, float],
+        horizon_days: int,
+        version: str,
+    ) -> ScoredRows:
+        fit = self._fits.pop((as_of, horizon_days), None)
+        if fit is None or (fit.bg_nbd, fit.gamma_gamma) != (bg_nbd, gamma_gamma):
+            transactions = _transactions(self.conn, as_of)
+            fit = predict_clv(transactions, as_of, bg_nbd, gamma_gamma, horizon_days=horizon_days)
+        rows = clv_rows(fit.predictions, as_of, horizon_days, version)
+        return ScoredRows(rows, len(rows))
+
+
 def score(
     conn: duckdb.DuckDBPyConnection,
     models_dir: Path,
     config: ScoringConfig | None = None,
-) -> tuple[ScoringRun, dict[str, pd.DataFrame]]:
-    """Train, judge, promote and score. Returns the run and the frames the tables hold
-    (`churn_scores`, `customer_clv`, `holdout`); `write_scores` stores them."""
+) -> tuple[ScoringRun, dict[str, Any]]:
+    """Train, judge, promote and score on the DuckDB warehouse of `conn`. Returns the run
+    and what the tables hold (`churn_scores`, `customer_clv`, `holdout`); `write_scores`
+    stores them."""
+    return score_from(DuckDBScoringData(conn), models_dir, config)
+
+
+def score_from(
+    data: ScoringData,
+    models_dir: Path,
+    config: ScoringConfig | None = None,
+) -> tuple[ScoringRun, dict[str, Any]]:
+    """`score` on any `ScoringData`: the same timeline, models, promotion and refit rules
+    whichever engine reads the warehouse and scores the customers."""
     config = config or ScoringConfig()
     run_at = datetime.now(UTC).replace(tzinfo=None)
     seconds: dict[str, float] = {}
@@ -348,20 +499,18 @@ def score(
         seconds[stage] = round(now - clock, 2)
         clock = now
 
-    first_day, last_day = _order_days(conn)
+    first_day, last_day = data.order_days()
     timeline = plan_timeline(first_day, config.as_of or last_day, config)
     window = config.churn_window_days
 
     churn_registry = ModelRegistry(models_dir / "churn")
-    holdout = churn_features(conn, timeline.holdout_cutoff).merge(
-        churn_labels(conn, timeline.holdout_cutoff, window), on="customer_id"
-    )
+    holdout = data.holdout(timeline.holdout_cutoff, window)
     kept = _live_churn_if_recent(churn_registry, timeline.as_of, window, config.refit_every_days)
     if kept is not None:
         registration = _kept_registration(*kept, holdout, config.refit_every_days)
         lap("churn_holdout_of_live_model")
     else:
-        examples = training_examples(conn, timeline.training_cutoffs, window)
+        examples = data.training_examples(timeline.training_cutoffs, window)
         lap("training_features")
         candidate = fit_churn(examples, window_days=window)
         lap("churn_training")
@@ -377,50 +526,27 @@ def score(
             },
         )
         lap("churn_holdout_and_promotion")
-    scoring_model = registration.scoring_model
-    scoring_version = registration.scoring_version
-    current = churn_features(conn, timeline.as_of)
-    probability = scoring_model.predict(current)
-    reasons = explain(scoring_model, current)
-    lap("churn_scoring")
-    churn_scores = pd.DataFrame(
-        {
-            "customer_id": current["customer_id"].to_numpy(),
-            "as_of_date": pd.Timestamp(timeline.as_of),
-            "churn_probability": np.round(probability, 4),
-            "churn_risk_band": risk_band(probability, config.band_thresholds),
-            "churn_reason_codes": reasons["reason_codes"].to_numpy(),
-            "churn_reasons_zh": reasons["reasons_zh"].to_numpy(),
-            "churn_reasons_en": reasons["reasons_en"].to_numpy(),
-            "churn_window_days": window,
-            "model_version": scoring_version,
-        }
+    churn_scores = data.churn_scores(
+        registration.scoring_model, timeline.as_of, registration.scoring_version, config
     )
+    lap("churn_scoring")
 
-    transactions = _transactions(conn, timeline.as_of)
     clv_registry = ModelRegistry(models_dir / "clv")
     live_clv = _live_clv_if_recent(
         clv_registry, timeline.as_of, config.clv_horizon_days, config.refit_every_days
     )
     if live_clv is not None:
         clv_version, fitted = live_clv
-        clv_fit = predict_clv(
-            transactions,
-            timeline.as_of,
-            fitted["bg_nbd"],
-            fitted["gamma_gamma"],
-            horizon_days=config.clv_horizon_days,
-        )
+        bg_nbd, gamma_gamma = fitted["bg_nbd"], fitted["gamma_gamma"]
         # The figures of the fit in use, with the day it scored through.
         clv_summary = {**fitted, "scored_through": str(timeline.as_of)}
-        lap("clv_prediction")
     else:
-        clv_fit = fit_clv(transactions, timeline.as_of, horizon_days=config.clv_horizon_days)
-        clv_check = clv_holdout(transactions, timeline.holdout_cutoff, timeline.as_of)
+        bg_nbd, gamma_gamma = data.clv_parameters(timeline.as_of, config.clv_horizon_days)
+        clv_check = data.clv_holdout(timeline.holdout_cutoff, timeline.as_of)
         lap("clv_fit_and_holdout")
         clv_summary = {
-            "bg_nbd": clv_fit.bg_nbd,
-            "gamma_gamma": clv_fit.gamma_gamma,
+            "bg_nbd": bg_nbd,
+            "gamma_gamma": gamma_gamma,
             "horizon_days": config.clv_horizon_days,
             "observation_end": str(timeline.as_of),
             "holdout": clv_check,
@@ -428,26 +554,15 @@ def score(
         # Each fit is a version, with its holdout check, for comparison over time.
         clv_version = clv_registry.save(clv_summary, clv_summary)
         clv_registry.promote(clv_version, "refitted on the newest history")
-    predictions = clv_fit.predictions
-    customer_clv = pd.DataFrame(
-        {
-            "customer_id": predictions["customer_id"].to_numpy(),
-            "as_of_date": pd.Timestamp(timeline.as_of),
-            "repeat_purchases": predictions["frequency"].astype("int64").to_numpy(),
-            "probability_alive": np.round(predictions["probability_alive"].to_numpy(), 4),
-            "expected_purchases": np.round(predictions["expected_purchases"].to_numpy(), 4),
-            "expected_average_value": np.round(predictions["expected_average_value"].to_numpy(), 2),
-            "predicted_clv": np.round(predictions["expected_value"].to_numpy(), 2),
-            "horizon_days": config.clv_horizon_days,
-            "model_version": clv_version,
-        }
+    customer_clv = data.customer_clv(
+        timeline.as_of, bg_nbd, gamma_gamma, config.clv_horizon_days, clv_version
     )
+    lap("clv_prediction")
 
-    bands = churn_scores["churn_risk_band"].value_counts()
     run = ScoringRun(
         run_at=run_at,
         timeline=timeline,
-        churn_version=scoring_version,
+        churn_version=registration.scoring_version,
         candidate_version=registration.candidate_version,
         promoted=registration.promoted,
         promotion_reason=registration.reason,
@@ -455,8 +570,9 @@ def score(
         live_metrics=registration.live_metrics,
         clv_version=clv_version,
         clv=clv_summary,
-        scored_customers=len(churn_scores),
-        risk_bands={band: int(bands.get(band, 0)) for band in ("low", "medium", "high")},
+        scored_customers=churn_scores.count,
+        valued_customers=customer_clv.count,
+        risk_bands=churn_scores.risk_bands,
         churn_refitted=kept is None,
         clv_refitted=live_clv is None,
         seconds=seconds,
@@ -465,8 +581,8 @@ def score(
         churn_probability=registration.candidate_probability
     )
     return run, {
-        "churn_scores": churn_scores,
-        "customer_clv": customer_clv,
+        "churn_scores": churn_scores.rows,
+        "customer_clv": customer_clv.rows,
         "holdout": holdout_scored,
     }
 
@@ -518,9 +634,7 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute(ddl)
 
 
-def write_scores(
-    conn: duckdb.DuckDBPyConnection, run: ScoringRun, frames: dict[str, pd.DataFrame]
-) -> None:
+def write_scores(conn: duckdb.DuckDBPyConnection, run: ScoringRun, frames: dict[str, Any]) -> None:
     """Replace the rows of `ml.churn_scores` and `ml.customer_clv` in one transaction and
     append the run's two rows to `ml.model_runs`."""
     ensure_tables(conn)

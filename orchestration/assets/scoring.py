@@ -137,7 +137,7 @@ def customer_scoring(
     yield dg.MaterializeResult(
         asset_key=CUSTOMER_CLV,
         metadata={
-            "dagster/row_count": len(frames["customer_clv"]),
+            "dagster/row_count": run.valued_customers,
             "version": run.clv_version,
             "refitted": run.clv_refitted,
             "bg_nbd": dg.MetadataValue.json(run.clv["bg_nbd"]),
