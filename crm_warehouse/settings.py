@@ -19,7 +19,8 @@ from crm_warehouse.target.postgres import PostgresConnection
 
 # Where the dbt models build: the embedded DuckDB file, or an existing PostgreSQL server.
 TARGETS = ("duckdb", "postgres", "spark")
-IDENTITY_ENGINES = ("duckdb", "spark")
+# Where identity resolution and scoring run: in this process on DuckDB, or on Spark.
+ENGINES = ("duckdb", "spark")
 
 DEFAULT_SALES_TABLES = {
     "customers": "customers",
@@ -63,6 +64,11 @@ class Settings:
     # Churn is retrained and lifetime value refitted when the live fits are this many days
     # of data old; the runs between score with them (0: refit on every run).
     scoring_refit_days: int = 7
+    # Where scoring runs (CRM_SCORING_ENGINE): DuckDB in this process, or Spark (the default
+    # with CRM_TARGET=spark), whose driver receives at most CRM_SCORING_DRIVER_ROWS rows to
+    # fit and judge the models on (ml/spark_scoring.py); every customer is scored on Spark.
+    scoring_engine: str = "duckdb"
+    scoring_driver_rows: int = 2_000_000
     # Serving snapshots kept for rollback; the Unix group that may read the unmasked twin
     # (none: no unmasked twin is written).
     serving_keep: int = 5
@@ -170,16 +176,23 @@ class Settings:
         target = str(setting("CRM_TARGET", "target", "duckdb"))
         if target not in TARGETS:
             raise SettingsError(f"CRM_TARGET must be one of {', '.join(TARGETS)}, not {target!r}")
-        identity_engine = str(
-            setting(
-                "CRM_IDENTITY_ENGINE", "identity_engine", "spark" if target == "spark" else "duckdb"
-            )
-        )
-        if identity_engine not in IDENTITY_ENGINES:
+
+        def engine(variable: str, key: str) -> str:
+            name = str(setting(variable, key, "spark" if target == "spark" else "duckdb"))
+            if name not in ENGINES:
+                raise SettingsError(f"{variable} must be one of {', '.join(ENGINES)}, not {name!r}")
+            return name
+
+        identity_engine = engine("CRM_IDENTITY_ENGINE", "identity_engine")
+        scoring_engine = engine("CRM_SCORING_ENGINE", "scoring_engine")
+        try:
+            driver_rows = int(setting("CRM_SCORING_DRIVER_ROWS", "scoring_driver_rows", 2_000_000))
+        except ValueError as error:
             raise SettingsError(
-                f"CRM_IDENTITY_ENGINE must be one of {', '.join(IDENTITY_ENGINES)}, "
-                f"not {identity_engine!r}"
-            )
+                f"CRM_SCORING_DRIVER_ROWS must be a whole number: {error}"
+            ) from None
+        if driver_rows < 1:
+            raise SettingsError(f"CRM_SCORING_DRIVER_ROWS must be 1 or more, not {driver_rows}")
         try:
             # dbt's profile reads the same variables, so the connection is environment-only.
             postgres = PostgresConnection.from_env(env)
@@ -219,6 +232,8 @@ class Settings:
                 setting("CRM_SCORING_MEMORY_LIMIT", "scoring_memory_limit", "4GB")
             ),
             scoring_refit_days=refit_days,
+            scoring_engine=scoring_engine,
+            scoring_driver_rows=driver_rows,
             serving_keep=serving_keep,
             serving_unmasked_group=setting(
                 "CRM_SERVING_UNMASKED_GROUP", "serving_unmasked_group", None

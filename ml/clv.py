@@ -73,10 +73,10 @@ def fit_clv(
     repeaters = summary[(summary["frequency"] > 0) & (summary["monetary_value"] > 0)]
     gamma_gamma: dict[str, float] = {}
     if len(repeaters) >= 2:
-        fitter = _fit_gamma_gamma(repeaters["frequency"], repeaters["monetary_value"], penalizer)
+        fitter = fit_gamma_gamma(repeaters["frequency"], repeaters["monetary_value"], penalizer)
         gamma_gamma = {k: float(v) for k, v in fitter.params_.items()}
     bg_nbd_params = {k: float(v) for k, v in bg_nbd.params_.items()}
-    return _predicted(
+    return predictions_from_summary(
         summary, occasion_mean, bg_nbd_params, gamma_gamma, observation_end,
         horizon_days, annual_discount_rate,
     )  # fmt: skip
@@ -101,7 +101,7 @@ def predict_clv(
     summary, occasion_mean = _purchase_summary(
         transactions, observation_end, customer_id=customer_id, when=when, amount=amount
     )
-    return _predicted(
+    return predictions_from_summary(
         summary, occasion_mean, bg_nbd, gamma_gamma, observation_end,
         horizon_days, annual_discount_rate,
     )  # fmt: skip
@@ -189,7 +189,7 @@ def _purchase_summary(
     return summary.set_index(customer_id), occasion_mean
 
 
-def _predicted(
+def predictions_from_summary(
     summary: pd.DataFrame,
     occasion_mean: float,
     bg_nbd_params: dict[str, float],
@@ -272,7 +272,7 @@ def fit_bg_nbd_on_histories(histories: pd.DataFrame, penalizer: float = 0.001) -
     )
 
 
-def _fit_gamma_gamma(
+def fit_gamma_gamma(
     frequency: pd.Series, monetary_value: pd.Series, penalizer: float
 ) -> GammaGammaFitter:
     """Gamma–Gamma by maximum likelihood (`_penalised`: at a million customers a day's data

@@ -94,13 +94,28 @@ def test_the_target_and_its_postgresql_connection_come_from_the_environment(
         "postgresql+psycopg2://etl:pa55%2Fword%40@db.internal:6432/crm_prod"
     )
     assert "pa55" not in repr(settings)
-    assert default.identity_engine == "duckdb"
+    assert default.identity_engine == default.scoring_engine == "duckdb"
+    assert default.scoring_driver_rows == 2_000_000
     spark = Settings.from_env({"CRM_HOME": str(tmp_path), "CRM_TARGET": "spark"})
-    assert spark.target == "spark" and spark.identity_engine == "spark"
-    mixed = {"CRM_HOME": str(tmp_path), "CRM_TARGET": "spark", "CRM_IDENTITY_ENGINE": "duckdb"}
-    assert Settings.from_env(mixed).identity_engine == "duckdb"
-    with pytest.raises(SettingsError, match="CRM_IDENTITY_ENGINE"):
-        Settings.from_env({"CRM_HOME": str(tmp_path), "CRM_IDENTITY_ENGINE": "pandas"})
+    assert spark.target == "spark" and spark.identity_engine == spark.scoring_engine == "spark"
+    mixed = Settings.from_env(
+        {
+            "CRM_HOME": str(tmp_path),
+            "CRM_TARGET": "spark",
+            "CRM_IDENTITY_ENGINE": "duckdb",
+            "CRM_SCORING_DRIVER_ROWS": "500000",
+        }
+    )
+    assert (mixed.identity_engine, mixed.scoring_engine) == ("duckdb", "spark")
+    assert mixed.scoring_driver_rows == 500_000
+    for variable, value in (
+        ("CRM_IDENTITY_ENGINE", "pandas"),
+        ("CRM_SCORING_ENGINE", "polars"),
+        ("CRM_SCORING_DRIVER_ROWS", "0"),
+        ("CRM_SCORING_DRIVER_ROWS", "many"),
+    ):
+        with pytest.raises(SettingsError, match=variable):
+            Settings.from_env({"CRM_HOME": str(tmp_path), variable: value})
     with pytest.raises(SettingsError, match="CRM_TARGET"):
         Settings.from_env({"CRM_HOME": str(tmp_path), "CRM_TARGET": "snowflake"})
     with pytest.raises(SettingsError, match="CRM_PG_PORT"):

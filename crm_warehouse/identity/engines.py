@@ -12,8 +12,6 @@ comparisons call that neither ships alike (`char_levenshtein`).
 
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -27,6 +25,8 @@ import sqlglot
 from rapidfuzz.distance import Levenshtein
 from splink.backends.duckdb import DuckDBAPI
 from sqlglot import exp
+
+from crm_warehouse.target.spark import local_spark_session
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -224,38 +224,10 @@ def duckdb_engine(
 
 @contextmanager
 def spark_engine(work_dir: Path) -> Iterator[SparkEngine]:
-    """A Spark session in this process for Splink, from the same CRM_SPARK_* settings as
-    dbt's (master, driver memory, shuffle partitions), with its checkpoints (where Splink
-    cuts long query lineages) under `work_dir`, emptied afterwards. It uses Spark's
-    in-memory catalog, never the Derby catalog dbt's sessions hold."""
-    from pyspark.sql import SparkSession
-
-    partitions = int(os.environ.get("CRM_SPARK_SHUFFLE_PARTITIONS", "4"))
-    # A folder of this session's own: another session's clean-up (a second process, a test
-    # beside this one) must never empty the checkpoints this one still reads.
-    work_dir.mkdir(parents=True, exist_ok=True)
-    own = Path(tempfile.mkdtemp(prefix="session-", dir=work_dir))
-    checkpoints = own / "checkpoints"
-    checkpoints.mkdir()
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    spark = (
-        SparkSession.builder.appName("crm-warehouse identity")
-        .master(os.environ.get("CRM_SPARK_MASTER", "local[2]"))
-        .config("spark.driver.memory", os.environ.get("CRM_SPARK_DRIVER_MEMORY", "2g"))
-        .config("spark.sql.shuffle.partitions", str(partitions))
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.local.dir", str(own / "local"))
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.log.level", "ERROR")
-        .getOrCreate()
-    )
-    spark.sparkContext.setCheckpointDir(str(checkpoints))
-    try:
-        yield SparkEngine(spark, partitions)
-    finally:
-        spark.stop()
-        shutil.rmtree(own, ignore_errors=True)
+    """A Spark session in this process for Splink (`local_spark_session`), with its
+    checkpoints (where Splink cuts long query lineages) under `work_dir`."""
+    with local_spark_session("crm-warehouse identity", work_dir) as spark:
+        yield SparkEngine(spark, int(spark.conf.get("spark.sql.shuffle.partitions")))
 
 
 def open_engine(

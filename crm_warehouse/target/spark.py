@@ -20,15 +20,22 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from crm_warehouse.ingest.validation import literal, quote_identifier
 from crm_warehouse.target.exchange import BUILT_RESOURCE_TYPES, source_tables_read
 from crm_warehouse.target.postgres import Table
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 # A history model's copy of its earlier rows for the length of a run on Spark (the dbt
 # macro `earlier_rows`), which Spark needs because it will not overwrite a table it reads.
@@ -37,6 +44,43 @@ EARLIER_ROWS_SUFFIX = "__earlier"
 
 class SparkBuildError(RuntimeError):
     """dbt on Spark failed; the message carries dbt's own output."""
+
+
+@contextmanager
+def local_spark_session(app_name: str, work_dir: Path) -> Iterator[SparkSession]:
+    """A Spark session in this process, from the same CRM_SPARK_* settings as dbt's (master,
+    driver memory, shuffle partitions), its scratch and checkpoints in a folder of its own
+    under `work_dir`, removed afterwards. It uses Spark's in-memory catalog, never the
+    Derby catalog dbt's sessions hold. Python workers run this interpreter, so they import
+    what the driver does."""
+    from pyspark.sql import SparkSession
+
+    # A folder of this session's own: another session's clean-up (a second process, a test
+    # beside this one) must never empty the checkpoints this one still reads.
+    work_dir.mkdir(parents=True, exist_ok=True)
+    own = Path(tempfile.mkdtemp(prefix="session-", dir=work_dir))
+    checkpoints = own / "checkpoints"
+    checkpoints.mkdir()
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark = (
+        SparkSession.builder.appName(app_name)
+        .master(os.environ.get("CRM_SPARK_MASTER", "local[2]"))
+        .config("spark.driver.memory", os.environ.get("CRM_SPARK_DRIVER_MEMORY", "2g"))
+        .config("spark.sql.shuffle.partitions", os.environ.get("CRM_SPARK_SHUFFLE_PARTITIONS", "4"))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.local.dir", str(own / "local"))
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.log.level", "ERROR")
+        .getOrCreate()
+    )
+    spark.sparkContext.setCheckpointDir(str(checkpoints))
+    try:
+        yield spark
+    finally:
+        spark.stop()
+        shutil.rmtree(own, ignore_errors=True)
 
 
 def spark_home(crm_home: Path) -> Path:

@@ -1,19 +1,27 @@
 """Churn risk and lifetime value as one asset between the marts and the scored marts."""
 
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from crm_warehouse.settings import Settings
+from crm_warehouse.target.spark import local_spark_session, spark_table_folder
+from ml.features import SCORING_TABLES
 from ml.registry import DEFAULT_TOLERANCE
 from ml.report import write_report
 from ml.scoring import (
     NotEnoughHistory,
     ScoringConfig,
+    ScoringRun,
     ensure_tables,
     memory_limit,
     score,
+    score_from,
     write_scores,
 )
 
@@ -22,15 +30,7 @@ CUSTOMER_CLV = dg.AssetKey(["ml", "customer_clv"])
 MODEL_RUNS = dg.AssetKey(["ml", "model_runs"])
 
 # What the features and the lifetime-value fit read (ml/features.py, ml/scoring.py).
-SCORING_INPUTS = [
-    dg.AssetKey(["intermediate", "int_sales__customer_orders"]),
-    dg.AssetKey(["intermediate", "int_callcentre__ticket_origins"]),
-    dg.AssetKey(["intermediate", "int_callcentre__call_customers"]),
-    dg.AssetKey(["intermediate", "int_campaigns__touch_customers"]),
-    dg.AssetKey(["intermediate", "int_identity__record_customers"]),
-    dg.AssetKey(["marts", "fct_calls"]),
-    dg.AssetKey(["marts", "dim_customers"]),
-]
+SCORING_INPUTS = [dg.AssetKey(list(table)) for table in SCORING_TABLES]
 
 
 class ScoringRunConfig(dg.Config):
@@ -91,18 +91,24 @@ def customer_scoring(
             else config.refit_every_days
         ),
     )
-    with warehouse.get_connection() as conn, memory_limit(conn, settings.scoring_memory_limit):
-        ensure_tables(conn)
-        try:
-            run, frames = score(conn, settings.models_dir, scoring_config)
-        except NotEnoughHistory as reason:
-            # A young warehouse: the tables stay as they are and the marts fall back to
-            # historical value, rather than failing the whole pipeline.
-            context.log.warning("scoring skipped: %s", reason)
-            for key in (CHURN_SCORES, CUSTOMER_CLV, MODEL_RUNS):
-                yield dg.MaterializeResult(asset_key=key, metadata={"skipped": str(reason)})
-            return
-        write_scores(conn, run, frames)
+    try:
+        if settings.scoring_engine == "spark":
+            run, frames = _score_on_spark(context, warehouse, settings, scoring_config)
+        else:
+            with (
+                warehouse.get_connection() as conn,
+                memory_limit(conn, settings.scoring_memory_limit),
+            ):
+                ensure_tables(conn)
+                run, frames = score(conn, settings.models_dir, scoring_config)
+                write_scores(conn, run, frames)
+    except NotEnoughHistory as reason:
+        # A young warehouse: the tables stay as they are and the marts fall back to
+        # historical value, rather than failing the whole pipeline.
+        context.log.warning("scoring skipped: %s", reason)
+        for key in (CHURN_SCORES, CUSTOMER_CLV, MODEL_RUNS):
+            yield dg.MaterializeResult(asset_key=key, metadata={"skipped": str(reason)})
+        return
     report = write_report(run, frames["holdout"], settings.reports_dir)
     summary = run.summary()
     context.log.info(
@@ -118,6 +124,7 @@ def customer_scoring(
         asset_key=CHURN_SCORES,
         metadata={
             "dagster/row_count": run.scored_customers,
+            "engine": settings.scoring_engine,
             "as_of": summary["as_of"],
             "live_version": run.churn_version,
             "candidate_version": run.candidate_version,
@@ -150,6 +157,36 @@ def customer_scoring(
         },
     )
     yield dg.MaterializeResult(asset_key=MODEL_RUNS, metadata={"report": str(report)})
+
+
+def _score_on_spark(
+    context: dg.AssetExecutionContext,
+    warehouse: DuckDBResource,
+    settings: Settings,
+    config: ScoringConfig,
+) -> tuple[ScoringRun, dict[str, Any]]:
+    """Score on a Spark session over the tables dbt built on Spark, then load what Spark
+    wrote into the DuckDB `ml` tables, where the gate, the scored marts' sources and
+    publishing read them. Spark's Parquet is removed once loaded: the `ml` tables are the
+    record, and an erasure then has one copy less to reach."""
+    from ml.spark_scoring import SparkScoringData, register_tables
+
+    work = settings.scratch_dir / "scoring-spark"
+    with local_spark_session("crm-warehouse scoring", work) as spark:
+        register_tables(
+            spark,
+            {table: spark_table_folder(settings.crm_home, *table) for table in SCORING_TABLES},
+        )
+        out = Path(tempfile.mkdtemp(prefix="scores-", dir=work))
+        try:
+            data = SparkScoringData(spark, out, settings.scoring_driver_rows)
+            run, frames = score_from(data, settings.models_dir, config)
+            with warehouse.get_connection() as conn:
+                write_scores(conn, run, frames)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+    context.log.info("scored on Spark; rows the driver received: %s", data.driver_samples)
+    return run, frames
 
 
 SCORING_ASSETS = [customer_scoring]
