@@ -153,6 +153,9 @@ FIGURES = {
     "alerts": "select alert_kind, severity, count(*) from marts.fct_customer_alerts "
     "group by 1, 2 order by 1, 2",
     "orders": "select count(*), round(sum(margin_amount), 2) from marts.fct_orders",
+    "churn risk": "select churn_risk_band, count(*), round(sum(churn_probability), 4) "
+    "from ml.churn_scores group by 1 order by 1",
+    "lifetime value": "select count(*), round(sum(predicted_clv), 2) from ml.customer_clv",
 }
 
 

@@ -1,7 +1,7 @@
 """The whole pipeline on a real local Spark (`CRM_TARGET=spark`: the dbt project through
-dbt-spark `session` on `local[2]`, identity resolution on Splink's Spark backend) gives the
-same customers, segments, KPIs and alerts as the embedded DuckDB run on the same sources, and
-erasure reaches Spark's copies."""
+dbt-spark `session` on `local[2]`, identity resolution on Splink's Spark backend, scoring on
+Spark's executors) gives the same customers, segments, KPIs, alerts, churn scores and lifetime
+values as the embedded DuckDB run on the same sources, and erasure reaches Spark's copies."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def test_the_pipeline_on_spark_matches_duckdb(
         # Splink scores and clusters every pair on Spark with the DuckDB run's model
         # (training samples pairs at random, differently on each backend; that is tested
         # in tests/identity), so the same people must come out.
-        assert settings.identity_engine == "spark"
+        assert settings.identity_engine == settings.scoring_engine == "spark"
         shutil.copytree(resolved_home.identity_model_dir, settings.identity_model_dir)
 
     settings = pipeline_on("spark", with_duckdb_runs_identity_model)
