@@ -147,6 +147,7 @@ def run_scale_bench(
     `target` is the engine the pipeline's dbt steps build on (`CRM_TARGET`: duckdb or spark);
     the bare-SQL baseline is DuckDB's either way."""
     settings.ensure_dirs()
+    child_settings = Settings.from_env({**os.environ, "CRM_TARGET": target})
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = output or settings.bench_dir / f"bench-scale-{stamp}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,6 +165,12 @@ def run_scale_bench(
             "identity_memory_limit": settings.identity_memory_limit,
             "scoring_memory_limit": settings.scoring_memory_limit,
             "scoring_refit_days": settings.scoring_refit_days,
+            # The children read the same environment: where Splink and scoring ran.
+            "identity_engine": child_settings.identity_engine,
+            "scoring_engine": child_settings.scoring_engine,
+            "spark_driver_memory": os.environ.get("CRM_SPARK_DRIVER_MEMORY", "2g")
+            if target == "spark"
+            else None,
             "dbt": (
                 "dbt-duckdb profile: threads 2, DuckDB's default memory limit; pipeline "
                 "builds leave out unit tests"
