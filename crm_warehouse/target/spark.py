@@ -80,7 +80,27 @@ def local_spark_session(app_name: str, work_dir: Path) -> Iterator[SparkSession]
         yield spark
     finally:
         spark.stop()
+        _stop_jvm()
         shutil.rmtree(own, ignore_errors=True)
+
+
+def _stop_jvm() -> None:
+    """End the JVM pyspark started for this process. `stop()` ends the session but leaves
+    the JVM running, with the heap it grew: in a 1M-customer pipeline run (Dagster's
+    in-process executor) scoring's JVM kept 4 GB resident through the steps after it. The
+    JVM exits when its standard input closes; the next session starts a fresh one."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    process = getattr(gateway, "proc", None)
+    gateway.shutdown()
+    if process is not None and process.stdin is not None:
+        process.stdin.close()
+        process.wait(timeout=120)
+    SparkContext._gateway = None
+    SparkContext._jvm = None
 
 
 def spark_home(crm_home: Path) -> Path:
