@@ -132,8 +132,12 @@ def _weak_records_link_once(table: str, touching: str | None) -> str:
     edge, and in incremental linking only while it is new. Two people of one name in one
     city both match such a record; linking it to both would merge them through it."""
     new_only = (
-        "" if touching is None else f"where ends.record_id in (select record_id from {touching})"
+        "" if touching is None else f"and ends.record_id in (select record_id from {touching})"
     )
+    # Weak records are flagged by joins, not `not in (select …)`: Spark plans a NOT IN whose
+    # columns may be null as a nested-loop join (every edge against every weak record), which
+    # did not finish in 22 minutes at 1M customers. Record ids are never null, so a join says
+    # the same thing and both engines hash it.
     return f"""
         with
         weak as (
@@ -141,32 +145,38 @@ def _weak_records_link_once(table: str, touching: str | None) -> str:
             where phone is null and email is null and id_card is null
                 and member_no is null and birth_date is null
         ),
+        flagged as (
+            select e.record_id_l, e.record_id_r, e.match_probability, e.rule,
+                weak_l.record_id is not null as weak_l,
+                weak_r.record_id is not null as weak_r
+            from identity_candidate_edges as e
+            left join weak as weak_l on weak_l.record_id = e.record_id_l
+            left join weak as weak_r on weak_r.record_id = e.record_id_r
+        ),
         ends as (
-            select record_id_l as record_id, record_id_r as other_id, match_probability
-            from identity_candidate_edges
+            select record_id_l as record_id, record_id_r as other_id, match_probability,
+                weak_l as is_weak, weak_r as other_is_weak
+            from flagged
             union all
-            select record_id_r, record_id_l, match_probability from identity_candidate_edges
+            select record_id_r, record_id_l, match_probability, weak_r, weak_l from flagged
         ),
         best_of_weak as (
             select record_id, other_id from (
-                select ends.*, row_number() over (
+                select ends.record_id, ends.other_id, row_number() over (
                     partition by ends.record_id
-                    order by ends.match_probability desc,
-                        ends.other_id in (select record_id from weak),
-                        ends.other_id
+                    order by ends.match_probability desc, ends.other_is_weak, ends.other_id
                 ) as rank
                 from ends
-                semi join weak on ends.record_id = weak.record_id
-                {new_only}
-            ) where rank = 1
+                where ends.is_weak {new_only}
+            ) as ranked where rank = 1
         )
-        select e.* from identity_candidate_edges as e
+        select e.record_id_l, e.record_id_r, e.match_probability, e.rule from flagged as e
         left join best_of_weak as best_l
             on best_l.record_id = e.record_id_l and best_l.other_id = e.record_id_r
         left join best_of_weak as best_r
             on best_r.record_id = e.record_id_r and best_r.other_id = e.record_id_l
-        where (e.record_id_l not in (select record_id from weak) or best_l.record_id is not null)
-            and (e.record_id_r not in (select record_id from weak) or best_r.record_id is not null)
+        where (not e.weak_l or best_l.record_id is not null)
+            and (not e.weak_r or best_r.record_id is not null)
     """
 
 
