@@ -180,8 +180,11 @@ class SparkEngine:
         )
 
     def api(self) -> Any:
-        # Lineages are cut with Spark's own checkpoints, each at a fresh path, rather than
-        # Splink's default of rewriting <checkpoint dir>/<table name> as Parquet.
+        # Splink's default way to cut a long lineage ("parquet") writes each table to
+        # <checkpoint dir>/<its name> with mode overwrite: when a name comes round again (u
+        # sampling's chunks), the files a still-lazy earlier read points at are gone
+        # (FAILED_READ_FILE.FILE_NOT_EXIST, seen in CI). Spark's own checkpoints never reuse
+        # a path.
         return self._api_class(
             spark_session=self.spark,
             break_lineage_method="checkpoint",

@@ -91,6 +91,10 @@ def customer_scoring(
             else config.refit_every_days
         ),
     )
+    # The `ml` tables exist before any engine scores: a young warehouse skips scoring
+    # (below), and the scored marts still read them, empty, as their sources.
+    with warehouse.get_connection() as conn:
+        ensure_tables(conn)
     try:
         if settings.scoring_engine == "spark":
             run, frames = _score_on_spark(context, warehouse, settings, scoring_config)
@@ -99,7 +103,6 @@ def customer_scoring(
                 warehouse.get_connection() as conn,
                 memory_limit(conn, settings.scoring_memory_limit),
             ):
-                ensure_tables(conn)
                 run, frames = score(conn, settings.models_dir, scoring_config)
                 write_scores(conn, run, frames)
     except NotEnoughHistory as reason:
