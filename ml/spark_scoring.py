@@ -82,6 +82,7 @@ class SparkScoringData:
         self.driver_rows = driver_rows
         # How many rows each frame sent to the driver held, and of how many.
         self.driver_samples: dict[str, dict[str, int]] = {}
+        self._kept_summary: tuple[date, DataFrame] | None = None
         spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
         spark.sql(
             "select customer_id, ordered_on as date, cast(order_amount as double) as amount"
@@ -192,18 +193,15 @@ class SparkScoringData:
         self, as_of: date, horizon_days: int
     ) -> tuple[dict[str, float], dict[str, float]]:
         summary = self._summary(as_of).cache()
-        try:
-            bg_nbd = self._bg_nbd(summary)
-            repeaters = summary.where("frequency > 0 and monetary_value > 0")
-            repeaters = self._to_driver(
-                "gamma_gamma_repeaters",
-                repeaters.select("customer_id", "frequency", "monetary_value").orderBy(
-                    "customer_id"
-                ),
-                repeaters.count(),
-            )
-        finally:
-            summary.unpersist()
+        # `customer_clv` predicts from the same summary next: kept, not computed again.
+        self._kept_summary = (as_of, summary)
+        bg_nbd = self._bg_nbd(summary)
+        repeaters = summary.where("frequency > 0 and monetary_value > 0")
+        repeaters = self._to_driver(
+            "gamma_gamma_repeaters",
+            repeaters.select("customer_id", "frequency", "monetary_value").orderBy("customer_id"),
+            repeaters.count(),
+        )
         gamma_gamma: dict[str, float] = {}
         if len(repeaters) >= 2:
             fitter = fit_gamma_gamma(repeaters["frequency"], repeaters["monetary_value"], 0.001)
@@ -284,9 +282,29 @@ class SparkScoringData:
         horizon_days: int,
         version: str,
     ) -> ScoredRows:
+        kept, self._kept_summary = self._kept_summary, None
+        if kept is not None and kept[0] == as_of:
+            summary = kept[1]
+        else:
+            if kept is not None:
+                kept[1].unpersist()
+            summary = self._summary(as_of).cache()
+        try:
+            return self._predicted_clv(summary, as_of, bg_nbd, gamma_gamma, horizon_days, version)
+        finally:
+            summary.unpersist()
+
+    def _predicted_clv(
+        self,
+        summary: DataFrame,
+        as_of: date,
+        bg_nbd: dict[str, float],
+        gamma_gamma: dict[str, float],
+        horizon_days: int,
+        version: str,
+    ) -> ScoredRows:
         from pyspark.sql import functions as F
 
-        summary = self._summary(as_of)
         occasions = summary.agg(
             F.sum("occasions_amount").alias("amount"), F.sum("occasions").alias("count")
         ).first()
