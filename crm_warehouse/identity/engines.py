@@ -12,6 +12,8 @@ comparisons call that neither ships alike (`char_levenshtein`).
 
 from __future__ import annotations
 
+import math
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -33,6 +35,9 @@ if TYPE_CHECKING:
 
 
 ENGINES = ("duckdb", "spark")
+
+# The records Splink draws u's pairs from, for a dedupe or each side of a link.
+_U_SAMPLE = re.compile(r"__splink__df_concat_sample(_left|_right)?")
 
 
 class SplinkEngine(Protocol):
@@ -159,6 +164,20 @@ def _spark_api_class() -> type:
         def _setup_for_execute_sql(self, sql: str, physical_name: str) -> str:
             tree = sqlglot.parse_one(sql, read="spark")
             return tree.transform(_double_literals).sql(dialect="spark", pretty=True)
+
+        def _repartition_if_needed(self, spark_df: Any, templated_name: str) -> Any:
+            # u is counted on every pair of a small sample of records (a cross join). Spark
+            # estimates the sample at its source's size, so past the broadcast limit it
+            # runs the cross join as one task per pair of partitions. Splink's list of
+            # tables to repartition still names the sample as it was in Splink 3
+            # (`__splink__df_concat_with_tf_sample`), so the sample kept its source's
+            # partitions: the 1.7M records of a 1M-customer run arrive as 171 (one per
+            # 10,000-row Arrow batch), which made 29,241 tasks and 310-393 s per sampling
+            # chunk. √n partitions a side make about n tasks (0.4-1.4 s a chunk).
+            if _U_SAMPLE.fullmatch(templated_name):
+                sides = math.ceil(math.sqrt(self.num_partitions_on_repartition))
+                return spark_df.repartition(sides)
+            return super()._repartition_if_needed(spark_df, templated_name)
 
     return CompiledSqlglotSparkAPI
 

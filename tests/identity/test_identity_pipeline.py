@@ -4,6 +4,8 @@ reruns, appended days and retraining, and merges are written and followable."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import duckdb
 import pandas as pd
 import pytest
@@ -18,6 +20,9 @@ from crm_warehouse.identity.resolve import cluster, score_pairs
 from crm_warehouse.identity.stable_ids import link_records
 from crm_warehouse.settings import Settings
 from orchestration.run import run_pipeline
+
+if TYPE_CHECKING:
+    from pyspark import SparkContext
 
 pytestmark = pytest.mark.slow
 
@@ -222,6 +227,18 @@ def test_new_evidence_merges_into_the_older_id_and_the_history_follows_it(
     assert any("merge" in step for step in trail.steps)
 
 
+def _tasks_per_stage(context: SparkContext, group: str) -> list[int]:
+    tracker = context.statusTracker()
+    tasks = []
+    for job_id in tracker.getJobIdsForGroup(group):
+        job = tracker.getJobInfo(job_id)
+        for stage_id in job.stageIds if job else ():
+            stage = tracker.getStageInfo(stage_id)
+            if stage is not None:
+                tasks.append(stage.numTasks)
+    return tasks
+
+
 @pytest.mark.xdist_group("spark")
 def test_a_model_trained_on_spark_links_as_the_duckdb_trained_one(
     resolved_home: Settings,
@@ -232,8 +249,21 @@ def test_a_model_trained_on_spark_links_as_the_duckdb_trained_one(
     with _read(resolved_home) as conn:
         records = prepare(conn.sql("select * from intermediate.int_identity__records").df())
     with open_engine("spark") as spark:
+        # Records as a million arrive: in many partitions (one per 10,000-row Arrow batch),
+        # and too big to broadcast (u's sample is estimated at its source's size). The
+        # sample must not keep those partitions, or the cross join that counts u runs one
+        # task per pair of them (at 1M: 29,241 tasks, over five minutes a sampling chunk).
+        partitions = 40
+        spark.spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
         spark.load("records", records)
+        spark.spark.table("records").repartition(partitions).createOrReplaceTempView("records")
+        context = spark.spark.sparkContext
+        context.setJobGroup("train", "train on Spark")
         on_spark = train(spark, "records")
+        tasks = _tasks_per_stage(context, "train")
+    # No stage runs more tasks than reading the records on both sides of a join does; the
+    # cross join over the records' own partitions would run 40 × 40.
+    assert tasks and max(tasks) <= 2 * partitions, sorted(set(tasks))
     assert on_spark.splink_settings["sql_dialect"] == "spark"
     assert on_spark.trained_on_records == len(records) > 2_000
     on_duckdb = IdentityModel.load(resolved_home.identity_model_dir)
